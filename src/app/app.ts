@@ -1,0 +1,79 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { PurgeFunction } from '../gaesession/purge.js';
+import { CookieManager } from '../session/cookie-manager.js';
+import type { Logger } from '../session/logger.js';
+import { sessionMiddleware } from '../session/middleware.js';
+import { SessionTooLargeError, StoreUnavailableError, type Store } from '../session/store.js';
+import type { Config } from './config.js';
+import { demoRouter } from './demo.js';
+import { requestLogger } from './logging.js';
+import { securityHeaders } from './security.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface AppParts {
+  config: Config;
+  store: Store;
+  /** Deletes expired sessions from Datastore; absent when there is no Datastore. */
+  purge?: PurgeFunction | undefined;
+  logger: Logger;
+}
+
+/** The demo web app, ready to listen. Closing `manager` closes the store. */
+export function createApp({ config, store, purge, logger }: AppParts): { app: Express; manager: CookieManager } {
+  const manager = new CookieManager({ store, cookie: config.cookie, timeoutSeconds: config.timeoutSeconds, logger });
+  const app = express();
+  // App Engine's front end terminates TLS and reports the scheme in X-Forwarded-Proto;
+  // trusting the one proxy in front of the app makes `req.secure` (and Secure cookies) right.
+  app.set('trust proxy', 1);
+  app.set('x-powered-by', false);
+  app.set('view engine', 'ejs');
+  app.set('views', path.join(root, 'views'));
+  app.use(requestLogger(logger));
+  app.use(securityHeaders());
+  app.use('/static', express.static(path.join(root, 'public'), { maxAge: '1h' }));
+  app.use(sessionMiddleware(manager, { logger }));
+
+  app.get('/', (_req, res) => res.redirect(302, '/demo'));
+  app.use(
+    '/demo',
+    demoRouter({ password: config.demoPassword, purge, purgeDeadlineSeconds: config.purgeDeadlineSeconds, logger }),
+  );
+  app.use((_req, res) => {
+    res.status(404).type('text/plain').send('Not found.\n');
+  });
+  app.use(errorHandler(logger));
+  return { app, manager };
+}
+
+/** Turns errors into short answers: the client's fault 4xx, a store outage 503, the rest 500. */
+function errorHandler(logger: Logger) {
+  return (error: unknown, _req: Request, res: Response, next: NextFunction): void => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    const status = httpStatus(error);
+    if (status >= 500) logger.error('request failed', { error: error instanceof Error ? error.stack : String(error) });
+    const message =
+      error instanceof StoreUnavailableError
+        ? 'Sessions are unavailable right now; please try again in a moment.'
+        : error instanceof SessionTooLargeError
+          ? `The session could not be saved: ${error.message}`
+          : status < 500 && error instanceof Error
+            ? error.message
+            : 'Something went wrong.';
+    res.status(status).type('text/plain').send(message + '\n');
+  };
+}
+
+function httpStatus(error: unknown): number {
+  if (error instanceof StoreUnavailableError) return 503;
+  if (typeof error === 'object' && error !== null) {
+    const status = (error as { status?: unknown }).status;
+    if (typeof status === 'number' && status >= 400 && status < 600) return status;
+  }
+  return 500;
+}

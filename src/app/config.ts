@@ -1,0 +1,109 @@
+import { isValidCookieName, type SecurePolicy } from '../session/cookie.js';
+import { DEFAULT_ID_BYTES, idLength } from '../session/id.js';
+
+export type StoreKind = 'memory' | 'memcache' | 'datastore';
+export type DatastoreMode = 'off' | 'sync' | 'async';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** Everything the app reads from its environment, typed and checked. */
+export interface Config {
+  port: number;
+  store: StoreKind;
+  memcache: { servers: string[]; username: string; password: string };
+  /** Datastore backup of the memcache store; always `sync` for the Datastore-only store. */
+  datastore: DatastoreMode;
+  datastoreKind: string;
+  keyPrefix: string;
+  timeoutSeconds: number;
+  cookie: { name: string; maxAgeSeconds: number; secure: SecurePolicy };
+  purgeDeadlineSeconds: number;
+  /** How long shutdown waits for in-flight requests and pending writes. */
+  shutdownGraceSeconds: number;
+  demoPassword: string;
+  logLevel: LogLevel;
+}
+
+/** A configuration value that cannot be right; the message names the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** The longest memcache key memcached accepts. */
+export const MAX_MEMCACHE_KEY_BYTES = 250;
+
+type Env = Record<string, string | undefined>;
+
+/** Reads the configuration from environment variables (see README for the table). */
+export function loadConfig(env: Env = process.env): Config {
+  const read = (name: string, fallback: string): string => {
+    const value = env[name]?.trim();
+    return value === undefined || value === '' ? fallback : value;
+  };
+  const oneOf = <T extends string>(name: string, fallback: T, allowed: readonly T[]): T => {
+    const value = read(name, fallback);
+    if (!(allowed as readonly string[]).includes(value)) {
+      throw new ConfigError(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
+    }
+    return value as T;
+  };
+  const integer = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const text = read(name, String(fallback));
+    const value = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!Number.isSafeInteger(value) || value < min || value > max) {
+      throw new ConfigError(`${name} must be a whole number from ${min} to ${max} (got "${text}")`);
+    }
+    return value;
+  };
+
+  const store = oneOf<StoreKind>('SESSION_STORE', 'memory', ['memory', 'memcache', 'datastore']);
+  const datastore = oneOf<DatastoreMode>('SESSION_DATASTORE', 'sync', ['off', 'sync', 'async']);
+
+  const servers = read('MEMCACHE_SERVERS', '127.0.0.1:11211').split(',').map((s) => s.trim());
+  for (const server of servers) {
+    if (!/^[^\s:,]+:\d{1,5}$/.test(server) || Number(server.split(':').pop()) > 65535) {
+      throw new ConfigError(`MEMCACHE_SERVERS must be a comma-separated list of host:port (got "${server}")`);
+    }
+  }
+
+  const keyPrefix = env['SESSION_KEY_PREFIX'] ?? '';
+  if (/[\s\x00-\x1f\x7f]/.test(keyPrefix)) {
+    throw new ConfigError('SESSION_KEY_PREFIX must not contain spaces or control characters');
+  }
+  const room = MAX_MEMCACHE_KEY_BYTES - idLength(DEFAULT_ID_BYTES);
+  if (Buffer.byteLength(keyPrefix) > room) {
+    throw new ConfigError(`SESSION_KEY_PREFIX must be at most ${room} bytes, to leave room for the session ID in a memcache key`);
+  }
+
+  const datastoreKind = read('DATASTORE_KIND', 'sess_');
+  if (/^__.*__$/.test(datastoreKind) || Buffer.byteLength(datastoreKind) > 1500) {
+    throw new ConfigError(`DATASTORE_KIND is not a usable Datastore kind (got "${datastoreKind}")`);
+  }
+
+  const cookieName = read('SESSION_COOKIE_NAME', 'sessid');
+  if (!isValidCookieName(cookieName)) {
+    throw new ConfigError(`SESSION_COOKIE_NAME must be a cookie token (letters, digits, !#$%&'*+-.^_\`|~), got "${cookieName}"`);
+  }
+
+  return {
+    port: integer('PORT', 8080, 0, 65535),
+    store,
+    memcache: {
+      servers,
+      username: env['MEMCACHE_USERNAME'] ?? '',
+      password: env['MEMCACHE_PASSWORD'] ?? '',
+    },
+    datastore: store === 'datastore' ? 'sync' : datastore,
+    datastoreKind,
+    keyPrefix,
+    timeoutSeconds: integer('SESSION_TIMEOUT_SECONDS', 1800, 1),
+    cookie: {
+      name: cookieName,
+      maxAgeSeconds: integer('SESSION_COOKIE_MAX_AGE_SECONDS', 2_592_000, 1),
+      secure: oneOf<SecurePolicy>('SESSION_COOKIE_SECURE', 'auto', ['auto', 'always', 'never']),
+    },
+    purgeDeadlineSeconds: integer('PURGE_DEADLINE_SECONDS', 480, 1),
+    shutdownGraceSeconds: integer('SHUTDOWN_GRACE_SECONDS', 5, 0),
+    demoPassword: env['DEMO_PASSWORD'] ?? 'a',
+    logLevel: oneOf<LogLevel>('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error']),
+  };
+}

@@ -1,0 +1,69 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { LogFields, Logger } from '../session/logger.js';
+import type { LogLevel } from './config.js';
+
+const SEVERITY: Record<LogLevel, string> = { debug: 'DEBUG', info: 'INFO', warn: 'WARNING', error: 'ERROR' };
+const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** The trace of the request being served, so every line it logs links to it in Cloud Logging. */
+const requestTrace = new AsyncLocalStorage<string>();
+
+export interface AppLoggerOptions {
+  /** One JSON object per line, as Cloud Logging parses them (on App Engine); else plain text. */
+  json: boolean;
+  level: LogLevel;
+  /** The project ID, to turn a trace ID into Cloud Logging's trace resource name. */
+  projectId?: string | undefined;
+  /** Where lines go (stdout by default). */
+  write?: (line: string) => void;
+}
+
+/**
+ * The app's logger. On App Engine, stdout lines that are JSON objects become structured
+ * entries: `severity` sets the level and `logging.googleapis.com/trace` groups them under
+ * their request. Locally the same events read as plain lines.
+ */
+export function createLogger(options: AppLoggerOptions): Logger {
+  const write = options.write ?? ((line: string) => process.stdout.write(line + '\n'));
+  const log = (level: LogLevel) => (message: string, fields: LogFields = {}) => {
+    if (RANK[level] < RANK[options.level]) return;
+    if (options.json) {
+      const trace = requestTrace.getStore();
+      const entry: LogFields = { severity: SEVERITY[level], message, ...fields };
+      if (trace && options.projectId) entry['logging.googleapis.com/trace'] = `projects/${options.projectId}/traces/${trace}`;
+      write(JSON.stringify(entry));
+    } else {
+      const extra = Object.entries(fields)
+        .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+        .join(' ');
+      write(`${SEVERITY[level].padEnd(7)} ${message}${extra ? ' ' + extra : ''}`);
+    }
+  };
+  return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+}
+
+/** True when running on App Engine (or another Google serverless runtime). */
+export function onGoogleCloud(env: Record<string, string | undefined> = process.env): boolean {
+  return Boolean(env['GAE_SERVICE'] || env['K_SERVICE']);
+}
+
+/** Logs one line per request (method, path, status, latency) and tags its other lines with its trace. */
+export function requestLogger(logger: Logger): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const started = process.hrtime.bigint();
+    // X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS
+    const header = req.get('X-Cloud-Trace-Context')?.split('/')[0];
+    const trace = header && /^[0-9a-f]{32}$/i.test(header) ? header : undefined;
+    const inTrace = (fn: () => void): void => (trace ? requestTrace.run(trace, fn) : fn());
+    res.once('finish', () => inTrace(() => {
+      const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+      const path = req.originalUrl.split('?')[0];
+      const fields = { method: req.method, path, status: res.statusCode, latencyMs: Math.round(latencyMs * 10) / 10 };
+      const line = `${req.method} ${path} ${res.statusCode}`;
+      if (res.statusCode >= 500) logger.error(line, fields);
+      else logger.info(line, fields);
+    }));
+    inTrace(next);
+  };
+}

@@ -1,0 +1,78 @@
+import type { Server } from 'node:http';
+import { createApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createLogger, onGoogleCloud } from './logging.js';
+import { createSessionStore } from './sessions.js';
+import type { Logger } from '../session/logger.js';
+import type { Manager } from '../session/manager.js';
+
+/** Starts the demo server from the environment; resolves once it listens. */
+export async function start(env: Record<string, string | undefined> = process.env): Promise<Server> {
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`Configuration error: ${error.message}\n`);
+    process.exit(1);
+  }
+  const logger = createLogger({
+    json: onGoogleCloud(env),
+    level: config.logLevel,
+    projectId: env['GOOGLE_CLOUD_PROJECT'],
+  });
+  const { store, purge } = await createSessionStore(config, logger);
+  const { app, manager } = createApp({ config, store, purge, logger });
+  const server = app.listen(config.port);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.info(`listening on http://localhost:${port}/demo`, { port, store: config.store, datastore: config.datastore });
+  stopOnSignals(server, manager, config.shutdownGraceSeconds, logger);
+  return server;
+}
+
+/**
+ * App Engine sends SIGTERM before it stops an instance. Stop taking connections, let
+ * in-flight requests finish, then close the store (which waits for pending asynchronous
+ * writes), all within the grace period, and exit 0.
+ */
+function stopOnSignals(server: Server, manager: Manager, graceSeconds: number, logger: Logger): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`${signal} received, shutting down`);
+    const deadline = setTimeout(() => {
+      logger.warn('shutdown grace period over, closing remaining connections');
+      server.closeAllConnections();
+    }, graceSeconds * 1000);
+    deadline.unref();
+    server.close(() => {
+      clearTimeout(deadline);
+      manager.close().then(
+        () => {
+          logger.info('shut down cleanly');
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error('store did not close cleanly', { error: String(error) });
+          process.exit(1);
+        },
+      );
+    });
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+// Run when started as a program (node dist/app/server.js), not when imported by tests.
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  start().catch((error: unknown) => {
+    process.stderr.write(`Could not start: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}
