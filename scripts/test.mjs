@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// `npm test`: starts memcached and the Datastore emulator once for the whole run (when they
+// are installed; see test/support/services.ts), runs every test file with node's test runner,
+// then stops them. Arguments narrow the run to some files or folders: npm test -- test/unit
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { tsImport } from 'tsx/esm/api';
+
+const services = await tsImport('../test/support/services.ts', import.meta.url);
+const roots = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['test'];
+const files = roots.flatMap(testFiles).sort();
+
+const started = [];
+const env = { ...process.env };
+async function share(name, start, variable) {
+  if (services.missing(name)) return; // each test says what to install, or fails under CI=true
+  const service = await start();
+  started.push(service);
+  env[variable] = service.address;
+}
+try {
+  await share('memcached', services.startMemcached, 'TEST_MEMCACHED');
+  await share('datastore-emulator', services.startDatastoreEmulator, 'TEST_DATASTORE_EMULATOR');
+} catch (error) {
+  for (const service of started) await service.stop();
+  console.error(String(error));
+  process.exit(1);
+}
+
+// One file at a time: the files share the services above and some stop or flush them.
+const runner = spawn(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
+  { stdio: 'inherit', env },
+);
+const code = await new Promise((resolve) => runner.on('exit', (status, signal) => resolve(status ?? (signal ? 1 : 0))));
+for (const service of started) await service.stop();
+process.exit(code);
+
+function testFiles(entry) {
+  if (statSync(entry).isFile()) return [entry];
+  return readdirSync(entry, { recursive: true })
+    .map((name) => path.join(entry, String(name)))
+    .filter((name) => name.endsWith('.test.ts') && !name.includes(`${path.sep}support${path.sep}`));
+}
