@@ -33,9 +33,12 @@ export function demoRouter(options: DemoOptions): Router {
       renderPage(res, { unavailable: req.sessions.unavailable });
       return;
     }
-    // `update` (not get + set) so that concurrent views of one session are all counted.
-    const count = session.update('count', (c) => (c ?? 0) + 1);
-    renderPage(res, { userName: session.constant('userName'), count });
+    // `update` (not get + set) so that concurrent views of one session are all counted: if
+    // another view saved first, the store replays the increment on its count. Saving before
+    // rendering (instead of leaving it to the middleware) shows the count as it was stored.
+    session.update('count', (c) => (c ?? 0) + 1);
+    await req.sessions.save();
+    renderPage(res, { userName: session.constant('userName'), count: session.get('count') ?? 0 });
   });
 
   router.post('/login', ...forms, async (req, res) => {

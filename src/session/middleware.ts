@@ -27,6 +27,7 @@ export class RequestSessions {
   readonly #logger: Logger;
   #current: Promise<Session | undefined> | undefined;
   #toSave: Session | undefined;
+  #saved = false;
   #unavailable = false;
 
   constructor(manager: Manager, exchange: HttpExchange, onRead: () => void, logger: Logger) {
@@ -71,14 +72,19 @@ export class RequestSessions {
 
   /** True when the response must wait for `save`. */
   get hasPendingSave(): boolean {
-    return this.#toSave !== undefined;
+    const session = this.#toSave;
+    return session !== undefined && (!this.#saved || session.changed);
   }
 
-  /** Saves the request's changes; the middleware calls it before the response goes out. */
+  /**
+   * Saves the request's changes (and keeps the session alive). The middleware calls it before
+   * the response goes out; a handler may call it earlier to show what was stored.
+   */
   async save(): Promise<void> {
-    const session = this.#toSave;
-    this.#toSave = undefined;
-    if (session && !(await this.#manager.save(session))) {
+    if (!this.hasPendingSave) return;
+    const session = this.#toSave as Session;
+    this.#saved = true;
+    if (!(await this.#manager.save(session))) {
       this.#logger.info('changes to a session removed meanwhile were dropped', { sessionId: logId(session.id) });
     }
   }
