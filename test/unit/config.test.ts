@@ -1,0 +1,223 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadConfig, MAX_MEMCACHE_KEY_BYTES } from '../../src/app/config.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Asserts that `env` is refused with a ConfigError whose message names `variable`. */
+function refuses(variable: string, value: string, extra: Record<string, string> = {}): void {
+  assert.throws(
+    () => loadConfig({ ...extra, [variable]: value }),
+    (error: unknown) => error instanceof ConfigError && error.message.includes(variable),
+    `${variable}=${JSON.stringify(value)} should be refused`,
+  );
+}
+
+describe('configuration', () => {
+  it('has SPEC defaults for an empty environment', () => {
+    assert.deepEqual(loadConfig({}), {
+      port: 8080,
+      store: 'memory',
+      memcache: { servers: ['127.0.0.1:11211'], username: '', password: '' },
+      datastore: 'sync',
+      datastoreKind: 'sess_',
+      keyPrefix: '',
+      timeoutSeconds: 1800,
+      cookie: { name: 'sessid', maxAgeSeconds: 2_592_000, secure: 'auto' },
+      purgeDeadlineSeconds: 480,
+      shutdownGraceSeconds: 5,
+      demoPassword: 'a',
+      logLevel: 'info',
+    });
+  });
+
+  it('treats an empty or blank value as unset', () => {
+    const config = loadConfig({ PORT: '', SESSION_STORE: '  ', SESSION_TIMEOUT_SECONDS: '', SESSION_COOKIE_SECURE: '' });
+    assert.equal(config.port, 8080);
+    assert.equal(config.store, 'memory');
+    assert.equal(config.timeoutSeconds, 1800);
+    assert.equal(config.cookie.secure, 'auto');
+  });
+
+  describe('PORT', () => {
+    it('takes a port number', () => {
+      assert.equal(loadConfig({ PORT: '3000' }).port, 3000);
+      assert.equal(loadConfig({ PORT: '0' }).port, 0); // any free port: handy for tests
+      assert.equal(loadConfig({ PORT: '65535' }).port, 65535);
+    });
+    it('refuses anything else', () => {
+      for (const bad of ['http', '-1', '65536', '80.5', '8080abc', '0x50', '1e3']) refuses('PORT', bad);
+    });
+  });
+
+  describe('SESSION_STORE', () => {
+    it('takes memory, memcache or datastore', () => {
+      for (const store of ['memory', 'memcache', 'datastore'] as const) {
+        assert.equal(loadConfig({ SESSION_STORE: store }).store, store);
+      }
+    });
+    it('refuses an unknown store', () => {
+      for (const bad of ['redis', 'Memory', 'memcached']) refuses('SESSION_STORE', bad);
+    });
+  });
+
+  describe('MEMCACHE_SERVERS', () => {
+    it('takes a comma-separated host:port list', () => {
+      assert.deepEqual(loadConfig({ MEMCACHE_SERVERS: 'cache-1:11211, 10.0.0.2:11212' }).memcache.servers, [
+        'cache-1:11211',
+        '10.0.0.2:11212',
+      ]);
+    });
+    it('refuses an entry without a port, with a bad port, or empty', () => {
+      for (const bad of ['localhost', 'host:', 'host:99999', 'host:port', 'a:1,,b:2', 'a b:1', 'a:1;b:2']) {
+        refuses('MEMCACHE_SERVERS', bad);
+      }
+    });
+  });
+
+  it('MEMCACHE_USERNAME and MEMCACHE_PASSWORD are the SASL credentials, empty by default', () => {
+    const config = loadConfig({ MEMCACHE_USERNAME: 'user', MEMCACHE_PASSWORD: 'p@ss word' });
+    assert.deepEqual(config.memcache, { servers: ['127.0.0.1:11211'], username: 'user', password: 'p@ss word' });
+  });
+
+  describe('SESSION_DATASTORE', () => {
+    it('takes off, sync or async for the memcache store', () => {
+      for (const mode of ['off', 'sync', 'async'] as const) {
+        assert.equal(loadConfig({ SESSION_STORE: 'memcache', SESSION_DATASTORE: mode }).datastore, mode);
+      }
+    });
+    it('is always sync for the Datastore-only store', () => {
+      assert.equal(loadConfig({ SESSION_STORE: 'datastore', SESSION_DATASTORE: 'async' }).datastore, 'sync');
+    });
+    it('refuses anything else', () => {
+      for (const bad of ['on', 'true', 'SYNC']) refuses('SESSION_DATASTORE', bad);
+    });
+  });
+
+  describe('DATASTORE_KIND', () => {
+    it('takes a kind name', () => {
+      assert.equal(loadConfig({ DATASTORE_KIND: 'Session' }).datastoreKind, 'Session');
+    });
+    it('refuses a reserved or oversized kind', () => {
+      refuses('DATASTORE_KIND', '__kind__');
+      refuses('DATASTORE_KIND', 'k'.repeat(1501));
+    });
+  });
+
+  describe('SESSION_KEY_PREFIX', () => {
+    it('takes a prefix that leaves room for the ID in a memcache key', () => {
+      assert.equal(loadConfig({ SESSION_KEY_PREFIX: 'myapp:sess:' }).keyPrefix, 'myapp:sess:');
+      const longest = 'p'.repeat(MAX_MEMCACHE_KEY_BYTES - 24);
+      assert.equal(loadConfig({ SESSION_KEY_PREFIX: longest }).keyPrefix, longest);
+    });
+    it('refuses one that leaves no room, or holds spaces or control characters', () => {
+      refuses('SESSION_KEY_PREFIX', 'p'.repeat(MAX_MEMCACHE_KEY_BYTES - 23));
+      refuses('SESSION_KEY_PREFIX', 'é'.repeat(114)); // 228 bytes in UTF-8
+      refuses('SESSION_KEY_PREFIX', 'my app:');
+      refuses('SESSION_KEY_PREFIX', 'tab\t');
+      refuses('SESSION_KEY_PREFIX', 'nul\u0000');
+    });
+  });
+
+  for (const [variable, read, fallback] of [
+    ['SESSION_TIMEOUT_SECONDS', (c) => c.timeoutSeconds, 1800],
+    ['SESSION_COOKIE_MAX_AGE_SECONDS', (c) => c.cookie.maxAgeSeconds, 2_592_000],
+    ['PURGE_DEADLINE_SECONDS', (c) => c.purgeDeadlineSeconds, 480],
+  ] as const satisfies readonly (readonly [string, (c: ReturnType<typeof loadConfig>) => number, number])[]) {
+    describe(variable, () => {
+      it(`takes a positive whole number (default ${fallback})`, () => {
+        assert.equal(read(loadConfig({})), fallback);
+        assert.equal(read(loadConfig({ [variable]: '1' })), 1);
+        assert.equal(read(loadConfig({ [variable]: '86400' })), 86400);
+      });
+      it('refuses zero, negatives, fractions and text', () => {
+        for (const bad of ['0', '-5', '1.5', 'ten', '30s', '1e3']) refuses(variable, bad);
+      });
+    });
+  }
+
+  describe('SHUTDOWN_GRACE_SECONDS', () => {
+    it('takes a whole number of seconds, zero included (default 5)', () => {
+      assert.equal(loadConfig({ SHUTDOWN_GRACE_SECONDS: '0' }).shutdownGraceSeconds, 0);
+      assert.equal(loadConfig({ SHUTDOWN_GRACE_SECONDS: '9' }).shutdownGraceSeconds, 9);
+    });
+    it('refuses anything else', () => {
+      for (const bad of ['-1', 'soon', '2.5']) refuses('SHUTDOWN_GRACE_SECONDS', bad);
+    });
+  });
+
+  describe('SESSION_COOKIE_NAME', () => {
+    it('takes a cookie token', () => {
+      assert.equal(loadConfig({ SESSION_COOKIE_NAME: '__Host-sid' }).cookie.name, '__Host-sid');
+    });
+    it('refuses characters a cookie name cannot hold', () => {
+      for (const bad of ['my session', 'a=b', 'a;b', 'a,b', 'sess"id', 'sessión']) refuses('SESSION_COOKIE_NAME', bad);
+    });
+  });
+
+  describe('SESSION_COOKIE_SECURE', () => {
+    it('takes auto, always or never', () => {
+      for (const policy of ['auto', 'always', 'never'] as const) {
+        assert.equal(loadConfig({ SESSION_COOKIE_SECURE: policy }).cookie.secure, policy);
+      }
+    });
+    it('refuses anything else', () => {
+      for (const bad of ['true', 'yes', 'https']) refuses('SESSION_COOKIE_SECURE', bad);
+    });
+  });
+
+  it('DEMO_PASSWORD sets the demo password', () => {
+    assert.equal(loadConfig({ DEMO_PASSWORD: 's3cret' }).demoPassword, 's3cret');
+  });
+
+  describe('LOG_LEVEL', () => {
+    it('takes debug, info, warn or error', () => {
+      for (const level of ['debug', 'info', 'warn', 'error'] as const) {
+        assert.equal(loadConfig({ LOG_LEVEL: level }).logLevel, level);
+      }
+    });
+    it('refuses anything else', () => {
+      for (const bad of ['verbose', 'WARNING']) refuses('LOG_LEVEL', bad);
+    });
+  });
+
+  it('stops the server with one line naming the variable and a non-zero exit', async () => {
+    const cases: Record<string, string>[] = [
+      { SESSION_STORE: 'redis' },
+      { PORT: 'eighty' },
+      { SESSION_TIMEOUT_SECONDS: '-1' },
+      { SESSION_KEY_PREFIX: 'x'.repeat(300) },
+      { SESSION_COOKIE_SECURE: 'yes' },
+    ];
+    await Promise.all(
+      cases.map(async (bad) => {
+        const [variable] = Object.keys(bad);
+        const { code, stdout, stderr } = await runServer(bad);
+        assert.notEqual(code, 0, `${variable}: exit code`);
+        const lines = stderr.trim().split('\n');
+        assert.equal(lines.length, 1, `${variable}: one line, got ${JSON.stringify(stderr)}`);
+        assert.match(lines[0] ?? '', new RegExp(`\\b${variable}\\b`));
+        assert.doesNotMatch(stdout, /listening/);
+      }),
+    );
+  });
+});
+
+/** Runs the server with the given environment on top of a clean one; it must exit by itself. */
+async function runServer(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/app/server.ts'], {
+    cwd: root,
+    env: { PATH: process.env['PATH'], PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  clearTimeout(killer);
+  return { code, stdout, stderr };
+}

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { clearingCookie, isValidCookieName, sessionCookie, type CookieOptions } from '../../src/session/cookie.js';
+
+const options: CookieOptions = { name: 'sessid', maxAgeSeconds: 2_592_000, secure: 'auto' };
+const ID = 'AbCdEfGhIjKlMnOpQrStUv-_';
+
+/** Splits a Set-Cookie header into its name=value and its attributes (lower-cased names). */
+function parse(header: string): { name: string; value: string; attributes: Map<string, string> } {
+  const [pair = '', ...rest] = header.split(';').map((part) => part.trim());
+  const eq = pair.indexOf('=');
+  const attributes = new Map<string, string>();
+  for (const part of rest) {
+    const at = part.indexOf('=');
+    attributes.set((at < 0 ? part : part.slice(0, at)).toLowerCase(), at < 0 ? '' : part.slice(at + 1));
+  }
+  return { name: pair.slice(0, eq), value: pair.slice(eq + 1), attributes };
+}
+
+describe('session cookie', () => {
+  it('carries the name, the bare ID and every attribute SPEC asks for', () => {
+    const cookie = parse(sessionCookie(options, ID, false));
+    assert.equal(cookie.name, 'sessid');
+    assert.equal(cookie.value, ID);
+    assert.equal(cookie.attributes.get('max-age'), '2592000');
+    assert.equal(cookie.attributes.get('path'), '/');
+    assert.equal(cookie.attributes.get('httponly'), '');
+    assert.equal(cookie.attributes.get('samesite'), 'Lax');
+    assert.equal(cookie.attributes.has('domain'), false);
+    assert.equal(cookie.attributes.has('expires'), false);
+  });
+
+  it('uses the configured name and Max-Age', () => {
+    const cookie = parse(sessionCookie({ ...options, name: 'my.sess', maxAgeSeconds: 60 }, ID, false));
+    assert.equal(cookie.name, 'my.sess');
+    assert.equal(cookie.attributes.get('max-age'), '60');
+  });
+
+  it('is Secure under `auto` only when the request came over HTTPS', () => {
+    assert.equal(parse(sessionCookie(options, ID, true)).attributes.has('secure'), true);
+    assert.equal(parse(sessionCookie(options, ID, false)).attributes.has('secure'), false);
+  });
+
+  it('is always Secure under `always`, and never under `never`', () => {
+    for (const secureRequest of [true, false]) {
+      assert.equal(parse(sessionCookie({ ...options, secure: 'always' }, ID, secureRequest)).attributes.has('secure'), true);
+      assert.equal(parse(sessionCookie({ ...options, secure: 'never' }, ID, secureRequest)).attributes.has('secure'), false);
+    }
+  });
+
+  it('is cleared with an empty value, Max-Age=0, a past expiry and the same Path', () => {
+    const cookie = parse(clearingCookie(options, false));
+    assert.equal(cookie.name, 'sessid');
+    assert.equal(cookie.value, '');
+    assert.equal(cookie.attributes.get('max-age'), '0');
+    assert.ok(Date.parse(cookie.attributes.get('expires') ?? '') < Date.now());
+    assert.equal(cookie.attributes.get('path'), '/');
+    assert.equal(cookie.attributes.get('httponly'), '');
+    assert.equal(cookie.attributes.get('samesite'), 'Lax');
+    assert.equal(cookie.attributes.has('secure'), false);
+    assert.equal(parse(clearingCookie(options, true)).attributes.has('secure'), true);
+    assert.equal(parse(clearingCookie({ ...options, secure: 'always' }, false)).attributes.has('secure'), true);
+  });
+
+  it('accepts only token characters in a cookie name', () => {
+    for (const good of ['sessid', 'SID', 'a.b-c_d', "x!#$%&'*+^`|~"]) assert.equal(isValidCookieName(good), true, good);
+    for (const bad of ['', 'a b', 'a=b', 'a;b', 'a,b', 'a"b', 'é', 'a\tb', '(x)']) assert.equal(isValidCookieName(bad), false, bad);
+  });
+});
