@@ -130,7 +130,10 @@ function expressExchange(req: Request, res: Response): HttpExchange {
   return {
     cookie: (name) => {
       const value: unknown = (req.cookies as Record<string, unknown>)[name];
-      return typeof value === 'string' ? value : undefined;
+      if (value === undefined || typeof value === 'string') return value;
+      // cookie-parser turns a value starting `j:` into parsed JSON. That is still a cookie the
+      // client sent, so hand it on in a form no ID validator accepts: it gets rejected and cleared.
+      return 'j:' + JSON.stringify(value);
     },
     get secure() {
       return req.secure;
