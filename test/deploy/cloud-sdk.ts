@@ -10,7 +10,9 @@ import path from 'node:path';
 
 export interface CloudSdk {
   root: string;
+  /** The SDK's bundled Python (or CLOUDSDK_PYTHON, or python3), which its parsers need. */
   python: string;
+  gcloud: string;
 }
 
 export function findCloudSdk(env: NodeJS.ProcessEnv = process.env): CloudSdk | undefined {
@@ -22,7 +24,8 @@ export function findCloudSdk(env: NodeJS.ProcessEnv = process.env): CloudSdk | u
   const root = roots.find((candidate) => existsSync(path.join(candidate, 'lib/googlecloudsdk')));
   if (!root) return undefined;
   const bundled = path.join(root, 'platform/bundledpythonunix/bin/python3');
-  return { root, python: existsSync(bundled) ? bundled : (env['CLOUDSDK_PYTHON'] ?? 'python3') };
+  const python = existsSync(bundled) ? bundled : (env['CLOUDSDK_PYTHON'] ?? 'python3');
+  return { root, python, gcloud: path.join(root, 'bin/gcloud') };
 }
 
 /** Why the SDK checks cannot run here, or undefined when they can. */
