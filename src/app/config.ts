@@ -9,10 +9,12 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface Config {
   port: number;
   store: StoreKind;
-  memcache: { servers: string[]; username: string; password: string };
+  memcache: { servers: string[]; username: string; password: string; retries: number };
   /** Datastore backup of the memcache store; always `sync` for the Datastore-only store. */
   datastore: DatastoreMode;
   datastoreKind: string;
+  /** Least time between two asynchronous Datastore writes of one session (SESSION_DATASTORE=async). */
+  asyncWriteIntervalMs: number;
   keyPrefix: string;
   timeoutSeconds: number;
   cookie: { name: string; maxAgeSeconds: number; secure: SecurePolicy };
@@ -91,9 +93,11 @@ export function loadConfig(env: Env = process.env): Config {
       servers,
       username: env['MEMCACHE_USERNAME'] ?? '',
       password: env['MEMCACHE_PASSWORD'] ?? '',
+      retries: integer('MEMCACHE_RETRIES', 3, 1, 10),
     },
     datastore: store === 'datastore' ? 'sync' : datastore,
     datastoreKind,
+    asyncWriteIntervalMs: integer('DATASTORE_ASYNC_INTERVAL_MS', 2000, 0, 600_000),
     keyPrefix,
     timeoutSeconds: integer('SESSION_TIMEOUT_SECONDS', 1800, 1),
     cookie: {

@@ -1,3 +1,4 @@
+import { PropertyFilter, type Datastore, type Key } from '@google-cloud/datastore';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { silentLogger, type Logger } from '../session/logger.js';
 
@@ -44,4 +45,52 @@ export function purgeHandler(purge: PurgeFunction | undefined, options: PurgeHan
       res.status(500).json({ error: 'purge failed: ' + (error instanceof Error ? error.message : String(error)) });
     }
   };
+}
+
+/** Most keys one Datastore commit may delete. */
+export const MAX_PURGE_BATCH = 500;
+
+export interface PurgeExpiredOptions {
+  datastore: Datastore;
+  /** Entity kind of the sessions (default `sess_`). */
+  kind?: string | undefined;
+  /** Stop starting new batches after this time (epoch ms); one batch always runs. */
+  deadline: number;
+  /** Keys per query and delete (default and maximum 500). */
+  batchSize?: number | undefined;
+  /** "Expired" means `exp` before this time (epoch ms; default now). */
+  now?: number | undefined;
+  /** Bound of each Datastore call, in ms (default 30000): a dead Datastore fails the run instead of hanging it. */
+  callTimeoutMs?: number | undefined;
+}
+
+/**
+ * Deletes expired session entities (the work of the Go `PurgeExpiredSessFromDSFunc`): a
+ * keys-only query for `exp < now`, deleted in batches, until none is left or the deadline
+ * passes. At least one batch runs per call, so repeated calls always finish the job. Errors
+ * propagate (the handler answers 500); nothing here loops on a failure.
+ */
+export async function purgeExpired(options: PurgeExpiredOptions): Promise<PurgeResult> {
+  const { datastore } = options;
+  const kind = options.kind ?? 'sess_';
+  const batchSize = Math.min(options.batchSize ?? MAX_PURGE_BATCH, MAX_PURGE_BATCH);
+  const now = new Date(options.now ?? Date.now());
+  const gaxOptions = { timeout: options.callTimeoutMs ?? 30_000, maxRetries: 2 };
+  let deleted = 0;
+  for (;;) {
+    // Keys only: the purge never needs a session's contents, and key reads are the cheapest.
+    const query = datastore.createQuery(kind).filter(new PropertyFilter('exp', '<', now)).select('__key__').limit(batchSize);
+    const [entities] = await datastore.runQuery(query, { gaxOptions });
+    const keys = entities.map((entity: Record<string | symbol, unknown>) => entity[datastore.KEY] as Key);
+    if (keys.length === 0) return { completed: true, deleted };
+    await datastore.delete(keys, gaxOptions);
+    deleted += keys.length;
+    if (keys.length < batchSize) return { completed: true, deleted };
+    if (Date.now() >= options.deadline) return { completed: false, deleted };
+  }
+}
+
+/** A `PurgeFunction` over a Datastore client, for `purgeHandler`. */
+export function datastorePurge(options: Omit<PurgeExpiredOptions, 'deadline' | 'now'>): PurgeFunction {
+  return (deadline) => purgeExpired({ ...options, deadline });
 }

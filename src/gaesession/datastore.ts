@@ -1,0 +1,232 @@
+import type { Datastore, Key, Transaction } from '@google-cloud/datastore';
+import type { CallOptions } from 'google-gax';
+import { logId, silentLogger, type Logger } from '../session/logger.js';
+import type { Session, SessionRecord } from '../session/session.js';
+import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
+import type { Codec } from './codec.js';
+
+/** Datastore's entity limit is 1 MiB including key and property names; keep a margin. */
+export const MAX_ENTITY_VALUE_BYTES = 1024 * 1024 - 1024;
+
+/** The stored entity: exactly SPEC's layout. */
+interface SessionEntity {
+  /** Last access + timeout; indexed, so the purge can find expired sessions. */
+  exp: Date;
+  /** The encoded session; unindexed (a blob, up to the entity limit). */
+  val: Buffer;
+}
+
+export interface DatastoreTierOptions {
+  datastore: Datastore;
+  codec: Codec;
+  /** Entity kind (SPEC `DATASTORE_KIND`, default `sess_`). */
+  kind?: string | undefined;
+  /**
+   * Time budget of one tier operation (a read, or a whole transaction with its retries), in
+   * ms (default 4000). The client's own default retry budget is minutes; a request must not
+   * wait that long for a dead Datastore.
+   */
+  operationTimeoutMs?: number | undefined;
+  logger?: Logger | undefined;
+}
+
+/** What a conditional backup write did. */
+export type BackupResult = 'written' | 'skipped';
+
+/** gRPC status ABORTED: a transaction lost a race with another one; worth retrying. */
+const ABORTED = 10;
+const TRANSACTION_ATTEMPTS = 5;
+
+/**
+ * Sessions as Datastore entities: kind `kind`, key name = session ID, properties `exp` and
+ * `val`. Writes that could race are transactions that compare the `version` inside `val`,
+ * so an older state (a late asynchronous write, a slow request) never replaces a newer one.
+ */
+export class DatastoreTier {
+  readonly #datastore: Datastore;
+  readonly #codec: Codec;
+  readonly #kind: string;
+  readonly #timeoutMs: number;
+  readonly #logger: Logger;
+  readonly #gax: CallOptions;
+  #down = false;
+  /** Entity reads, for tests and benchmarks (transactional reads included). */
+  reads = 0;
+  /** Entity writes and deletes committed, for tests and benchmarks. */
+  writes = 0;
+
+  constructor(options: DatastoreTierOptions) {
+    this.#datastore = options.datastore;
+    this.#codec = options.codec;
+    this.#kind = options.kind ?? 'sess_';
+    this.#timeoutMs = options.operationTimeoutMs ?? 4000;
+    this.#logger = options.logger ?? silentLogger;
+    // Per RPC: a short deadline and few retries, so the outer budget is not spent in one call.
+    this.#gax = { timeout: Math.min(2000, this.#timeoutMs), maxRetries: 1 };
+  }
+
+  get kind(): string {
+    return this.#kind;
+  }
+
+  key(id: string): Key {
+    return this.#datastore.key([this.#kind, id]);
+  }
+
+  /** The live session, or undefined; an entity whose `exp` has passed is deleted. */
+  async load(id: string, now = Date.now()): Promise<SessionRecord | undefined> {
+    const entity = await this.#bounded('read', async () => {
+      this.reads++;
+      const [found] = (await this.#datastore.get(this.key(id), { gaxOptions: this.#gax })) as [SessionEntity | undefined];
+      return found;
+    });
+    if (!entity) return undefined;
+    if (entity.exp.getTime() <= now) {
+      await this.delete(id).catch((error: unknown) => {
+        this.#logger.warn('expired session not deleted from Datastore', { sessionId: logId(id), error: String(error) });
+      });
+      this.#logger.info('session expired', { sessionId: logId(id) });
+      return undefined;
+    }
+    return this.#codec.decode(entity.val);
+  }
+
+  /** Writes a brand-new session (random ID: nothing to race with). */
+  async insert(record: SessionRecord): Promise<void> {
+    const entity = this.#entity(record);
+    await this.#bounded('write', async () => {
+      await this.#datastore.save({ ...entity, method: 'upsert' }, this.#gax);
+      this.writes++;
+    });
+  }
+
+  /**
+   * The backup write of the memcache store: writes `record` unless Datastore already holds a
+   * newer version of the session. When the entity is missing and the record is not the
+   * session's first, the session may have been removed (logout) since the record was made:
+   * `stillLive` (memcache still has it) decides, so a late write never undoes a logout.
+   */
+  async backup(record: SessionRecord, isNew: boolean, stillLive: () => Promise<boolean>): Promise<BackupResult> {
+    const entity = this.#entity(record);
+    return this.#transaction('backup', async (transaction) => {
+      const stored = await this.#read(transaction, record.id);
+      if (stored) {
+        const older = stored.version > record.version || (stored.version === record.version && stored.accessed >= record.accessed);
+        if (older) return 'skipped';
+      } else if (!isNew && !(await stillLive())) {
+        return 'skipped';
+      }
+      transaction.save(entity);
+      return 'written';
+    });
+  }
+
+  /**
+   * The save of the Datastore-only store (and of the memcache store while memcache is down):
+   * a read-compare-write transaction. A newer stored state gets the session's changes replayed
+   * on it (`rebase`); a missing or expired entity means the session was removed: false.
+   */
+  async save(session: Session, now = Date.now()): Promise<boolean> {
+    let record: SessionRecord | undefined;
+    const saved = await this.#transaction('save', async (transaction) => {
+      const stored = await this.#read(transaction, session.id);
+      if (!stored || stored.accessed + stored.timeout * 1000 <= now) return false;
+      if (stored.version !== session.version) {
+        session.rebase(stored);
+        // Another request refreshed it and this one changed nothing: nothing left to write.
+        if (!session.changed && now - stored.accessed < (stored.timeout * 1000) / 4) {
+          record = stored;
+          return true;
+        }
+      }
+      record = session.toRecord(now);
+      transaction.save(this.#entity(record));
+      return true;
+    });
+    if (saved && record) session.markSaved(record);
+    return saved;
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.#bounded('delete', async () => {
+      await this.#datastore.delete(this.key(id), this.#gax);
+      this.writes++;
+    });
+  }
+
+  #entity(record: SessionRecord): { key: Key; data: SessionEntity; excludeFromIndexes: string[] } {
+    const val = this.#codec.encode(record);
+    if (val.length > MAX_ENTITY_VALUE_BYTES) {
+      throw new SessionTooLargeError(
+        `session of ${val.length} bytes exceeds the Datastore entity limit (${MAX_ENTITY_VALUE_BYTES} bytes of value)`,
+      );
+    }
+    const exp = new Date(record.accessed + record.timeout * 1000);
+    return { key: this.key(record.id), data: { exp, val }, excludeFromIndexes: ['val'] };
+  }
+
+  async #read(transaction: Transaction, id: string): Promise<SessionRecord | undefined> {
+    this.reads++;
+    const [entity] = (await transaction.get(this.key(id), { gaxOptions: this.#gax })) as [SessionEntity | undefined];
+    return entity ? this.#codec.decode(entity.val) : undefined;
+  }
+
+  /**
+   * Runs `body` in a transaction and commits it if it queued a write; retried when another
+   * transaction on the same entity won the race (ABORTED). The whole thing is bounded.
+   */
+  #transaction<T>(what: string, body: (transaction: Transaction) => Promise<T>): Promise<T> {
+    return this.#bounded(what, async () => {
+      for (let attempt = 1; ; attempt++) {
+        const transaction = this.#datastore.transaction();
+        try {
+          await transaction.run({ gaxOptions: this.#gax });
+          const result = await body(transaction);
+          const [response] = await transaction.commit(this.#gax);
+          this.writes += response.mutationResults?.length ?? 0;
+          return result;
+        } catch (error) {
+          await transaction.rollback(this.#gax).catch(() => {});
+          if (grpcCode(error) !== ABORTED || attempt >= TRANSACTION_ATTEMPTS) throw error;
+          await sleep(10 + Math.random() * 40 * attempt);
+        }
+      }
+    });
+  }
+
+  /**
+   * Bounds an operation in time and turns every backend failure into StoreUnavailableError
+   * (SessionTooLargeError and codec errors pass through). Logs once per outage.
+   */
+  async #bounded<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+    });
+    try {
+      const result = await Promise.race([operation(), deadline]);
+      if (this.#down) {
+        this.#down = false;
+        this.#logger.info('Datastore reachable again');
+      }
+      return result;
+    } catch (error) {
+      if (error instanceof SessionTooLargeError || error instanceof SyntaxError || error instanceof TypeError) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      if (!this.#down) this.#logger.warn('Datastore unavailable', { operation: what, error: message });
+      this.#down = true;
+      throw new StoreUnavailableError(`Datastore ${what} failed: ${message}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function grpcCode(error: unknown): number | undefined {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'number' ? code : undefined;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

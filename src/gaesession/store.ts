@@ -1,0 +1,302 @@
+import type { Datastore } from '@google-cloud/datastore';
+import type memjs from 'memjs';
+import { logId, silentLogger, type Logger } from '../session/logger.js';
+import { Session, type SessionRecord } from '../session/session.js';
+import { StoreUnavailableError, type Store } from '../session/store.js';
+import { AsyncWriter } from './async-writer.js';
+import { jsonCodec, type Codec } from './codec.js';
+import { DatastoreTier } from './datastore.js';
+import { MemcacheTier } from './memcache.js';
+
+/** When the Datastore copy of a memcache session is written: before the response, or after it. */
+export type DatastoreWrites = 'sync' | 'async';
+
+export interface GaeStoreOptions {
+  /** The process's memjs client; without it the store keeps sessions in Datastore only. */
+  memcache?: memjs.Client | undefined;
+  /** The process's Datastore client; without it (SESSION_DATASTORE=off) memcache is all there is. */
+  datastore?: Datastore | undefined;
+  /** With both tiers: `sync` (default) or `async` Datastore writes. */
+  datastoreWrites?: DatastoreWrites | undefined;
+  /** Entity kind (default `sess_`). */
+  kind?: string | undefined;
+  /** Prefix of memcache keys (default none). */
+  keyPrefix?: string | undefined;
+  codec?: Codec | undefined;
+  /** The idle timeout of the sessions this store holds, in seconds (default 1800). */
+  timeoutSeconds?: number | undefined;
+  /** Bound of one memcache call, retries included, in ms (default 1000). */
+  memcacheCallTimeoutMs?: number | undefined;
+  /** How long memcache is skipped after a failure, in ms (default 3000). */
+  memcacheRetryAfterMs?: number | undefined;
+  /** Bound of one Datastore operation, in ms (default 4000). */
+  datastoreTimeoutMs?: number | undefined;
+  /** Least time between two asynchronous writes of one session, in ms (default 2000). */
+  asyncIntervalMs?: number | undefined;
+  /** How long `close` waits for pending asynchronous writes, in ms (default 5000). */
+  closeGraceMs?: number | undefined;
+  logger?: Logger | undefined;
+}
+
+/** Backend calls made so far, for tests and benchmarks. */
+export interface GaeStoreStats {
+  memcacheRoundTrips: number;
+  datastoreReads: number;
+  datastoreWrites: number;
+  /** Sessions with an asynchronous Datastore write waiting or running. */
+  pendingWrites: number;
+}
+
+/** Attempts of a memcache compare-and-set before a save gives up under contention. */
+const CAS_ATTEMPTS = 10;
+
+/**
+ * The App Engine store (the Go `gaesession` store): sessions in memcache, backed up in
+ * Datastore, or in Datastore only. What it does beyond the original:
+ *
+ * - It writes only when needed. A read is one memcache GAT, which also restarts the item's
+ *   expiry; a save writes only if the request changed the session or a quarter of the timeout
+ *   has passed since `accessed` (then `accessed` and Datastore's `exp` move forward). An
+ *   unchanged view costs one round trip and no Datastore write.
+ * - Concurrent requests lose no update: memcache writes carry the CAS value of the read and a
+ *   conflict replays the request's changes on the newer state; Datastore writes are
+ *   transactions that never replace a newer version.
+ * - Every backend call is bounded, and a failing tier degrades the store instead of breaking
+ *   it: memcache down → Datastore serves and stores; Datastore down → memcache carries on.
+ */
+export class GaeStore implements Store {
+  readonly #memcache: MemcacheTier | undefined;
+  readonly #datastore: DatastoreTier | undefined;
+  readonly #writes: DatastoreWrites;
+  readonly #writer: AsyncWriter;
+  readonly #timeoutSeconds: number;
+  readonly #closeGraceMs: number;
+  readonly #logger: Logger;
+  readonly #memjs: memjs.Client | undefined;
+  readonly #datastoreClient: Datastore | undefined;
+  /** The CAS value of the memcache item each session was read from: what its save presents. */
+  readonly #cas = new WeakMap<Session, Buffer>();
+  #closed: Promise<void> | undefined;
+
+  constructor(options: GaeStoreOptions) {
+    if (!options.memcache && !options.datastore) throw new Error('GaeStore needs memcache, Datastore or both');
+    const codec = options.codec ?? jsonCodec;
+    this.#logger = options.logger ?? silentLogger;
+    this.#memjs = options.memcache;
+    this.#datastoreClient = options.datastore;
+    this.#memcache =
+      options.memcache &&
+      new MemcacheTier({
+        client: options.memcache,
+        codec,
+        keyPrefix: options.keyPrefix,
+        callTimeoutMs: options.memcacheCallTimeoutMs,
+        retryAfterMs: options.memcacheRetryAfterMs,
+        logger: this.#logger,
+      });
+    this.#datastore =
+      options.datastore &&
+      new DatastoreTier({
+        datastore: options.datastore,
+        codec,
+        kind: options.kind,
+        operationTimeoutMs: options.datastoreTimeoutMs,
+        logger: this.#logger,
+      });
+    // Without memcache, Datastore is where the next request looks: it must be written first.
+    this.#writes = this.#memcache ? (options.datastoreWrites ?? 'sync') : 'sync';
+    this.#timeoutSeconds = options.timeoutSeconds ?? 1800;
+    this.#closeGraceMs = options.closeGraceMs ?? 5000;
+    this.#writer = new AsyncWriter({
+      write: (record, isNew) => this.#backupNow(record, isNew),
+      intervalMs: options.asyncIntervalMs,
+      logger: this.#logger,
+    });
+  }
+
+  stats(): GaeStoreStats {
+    return {
+      memcacheRoundTrips: this.#memcache?.roundTrips ?? 0,
+      datastoreReads: this.#datastore?.reads ?? 0,
+      datastoreWrites: this.#datastore?.writes ?? 0,
+      pendingWrites: this.#writer.pending,
+    };
+  }
+
+  async get(id: string): Promise<Session | undefined> {
+    let memcacheDown: StoreUnavailableError | undefined;
+    if (this.#memcache) {
+      try {
+        const hit = await this.#memcache.getAndTouch(id, this.#timeoutSeconds);
+        if (hit) {
+          // The GAT restarted the item's expiry with the store's timeout; a session made with another one gets its own.
+          if (hit.record.timeout !== this.#timeoutSeconds) await this.#memcache.touch(id, hit.record.timeout);
+          const session = Session.fromRecord(hit.record);
+          this.#cas.set(session, hit.cas);
+          return session;
+        }
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        memcacheDown = error;
+      }
+    }
+    if (!this.#datastore) {
+      if (memcacheDown) throw memcacheDown;
+      return undefined;
+    }
+    const record = await this.#datastore.load(id);
+    if (!record) return undefined;
+    const session = Session.fromRecord(record);
+    if (this.#memcache && !memcacheDown) await this.#putBack(session, record);
+    return session;
+  }
+
+  async add(session: Session): Promise<void> {
+    const record = session.toRecord();
+    if (this.#memcache) {
+      try {
+        const cas = await this.#memcache.add(record);
+        // 18 random bytes make a collision practically impossible; never overwrite one anyway.
+        if (!cas) throw new Error('a session with this ID already exists in memcache');
+        session.markSaved(record);
+        this.#cas.set(session, cas);
+        await this.#backup(record, true);
+        this.#logger.info('session added', { sessionId: logId(session.id) });
+        return;
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
+        // memcache is down but Datastore is on: the next request falls back to Datastore
+        // after its memcache miss, so storing it there (synchronously) makes the login work.
+      }
+    }
+    const datastore = this.#datastore as DatastoreTier;
+    await this.#writer.run(record.id, () => datastore.insert(record));
+    session.markSaved(record);
+    this.#logger.info('session added', { sessionId: logId(session.id), tier: 'Datastore' });
+  }
+
+  async save(session: Session): Promise<boolean> {
+    const now = Date.now();
+    if (!session.changed && !this.#refreshDue(session.accessed.getTime(), session.timeoutSeconds, now)) return true;
+    if (!this.#memcache) return this.#saveInDatastore(session, now);
+    try {
+      return await this.#saveInMemcache(this.#memcache, session, now);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
+      // memcache is down: Datastore is the session's home until it is back.
+      return this.#saveInDatastore(session, now);
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    const failures: unknown[] = [];
+    if (this.#memcache) await this.#memcache.delete(id).catch((error: unknown) => failures.push(error));
+    const datastore = this.#datastore;
+    if (datastore) {
+      // Drops a waiting asynchronous write and deletes after one in flight, so it cannot undo the logout.
+      await this.#writer.remove(id, () => datastore.delete(id)).catch((error: unknown) => failures.push(error));
+    }
+    // A session left in one tier would come back from it: the caller must know.
+    if (failures.length > 0) throw failures[0];
+    this.#logger.info('session removed', { sessionId: logId(id) });
+  }
+
+  /** Flushes pending asynchronous writes (within the grace period), then closes the clients. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.#writer.close(this.#closeGraceMs);
+      this.#memcache?.close();
+      const clients = (this.#datastoreClient as { clients_?: Map<string, { close(): Promise<void> }> } | undefined)
+        ?.clients_;
+      for (const client of clients?.values() ?? []) await client.close().catch(() => {});
+    })();
+    return this.#closed;
+  }
+
+  /** Waits until every pending asynchronous write has landed (tests, benchmarks). */
+  flush(): Promise<void> {
+    return this.#writer.flush();
+  }
+
+  #refreshDue(accessed: number, timeoutSeconds: number, now: number): boolean {
+    return now - accessed > (timeoutSeconds * 1000) / 4;
+  }
+
+  /** CAS loop: write the session over the state it was read from, replaying its changes on conflict. */
+  async #saveInMemcache(memcache: MemcacheTier, session: Session, now: number): Promise<boolean> {
+    for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt++) {
+      let cas = this.#cas.get(session);
+      if (!cas) {
+        const latest = await memcache.getAndTouch(session.id, this.#timeoutSeconds);
+        if (!latest) return this.#saveAfterMiss(session, now);
+        session.rebase(latest.record);
+        cas = latest.cas;
+        this.#cas.set(session, cas);
+        // Another request refreshed it and this one changed nothing: done.
+        if (!session.changed && !this.#refreshDue(latest.record.accessed, latest.record.timeout, now)) return true;
+      }
+      const record = session.toRecord(now);
+      const result = await memcache.setIfUnchanged(record, cas);
+      if (result.status === 'stored') {
+        session.markSaved(record);
+        this.#cas.set(session, result.cas);
+        await this.#backup(record, false);
+        return true;
+      }
+      this.#cas.delete(session);
+      if (result.status === 'not-found') return this.#saveAfterMiss(session, now);
+    }
+    throw new StoreUnavailableError(`session changed by too many requests at once; gave up after ${CAS_ATTEMPTS} attempts`);
+  }
+
+  /** memcache lost the session (evicted, flushed) or it was removed: Datastore knows which. */
+  async #saveAfterMiss(session: Session, now: number): Promise<boolean> {
+    if (!this.#datastore) return false;
+    const saved = await this.#saveInDatastore(session, now);
+    if (saved && this.#memcache) await this.#putBack(session, session.toRecord(session.accessed.getTime()));
+    return saved;
+  }
+
+  #saveInDatastore(session: Session, now: number): Promise<boolean> {
+    const datastore = this.#datastore as DatastoreTier;
+    return this.#writer.run(session.id, () => datastore.save(session, now));
+  }
+
+  /** Puts a session found only in Datastore back into memcache, so the next read is a hit. */
+  async #putBack(session: Session, record: SessionRecord): Promise<void> {
+    const memcache = this.#memcache as MemcacheTier;
+    try {
+      const cas = await memcache.add(record);
+      if (cas) {
+        this.#cas.set(session, cas);
+        this.#logger.info('session recovered from Datastore', { sessionId: logId(session.id) });
+      }
+    } catch (error) {
+      // The session was read; memcache being down only costs the next request a Datastore read.
+      if (!(error instanceof StoreUnavailableError)) throw error;
+    }
+  }
+
+  /** The Datastore copy of a state just written to memcache. */
+  async #backup(record: SessionRecord, isNew: boolean): Promise<void> {
+    if (!this.#datastore) return;
+    if (this.#writes === 'async') {
+      this.#writer.enqueue(record, isNew);
+      return;
+    }
+    try {
+      await this.#writer.run(record.id, () => this.#backupNow(record, isNew));
+    } catch (error) {
+      // memcache holds the session: with Datastore down, sessions keep working (the tier logged it).
+      if (!(error instanceof StoreUnavailableError)) throw error;
+    }
+  }
+
+  async #backupNow(record: SessionRecord, isNew: boolean): Promise<void> {
+    const datastore = this.#datastore as DatastoreTier;
+    // A new session has a fresh random ID: nothing to compare with, so a plain write will do.
+    if (isNew) return datastore.insert(record);
+    const memcache = this.#memcache;
+    await datastore.backup(record, isNew, () => (memcache ? memcache.has(record.id) : Promise.resolve(false)));
+  }
+}
