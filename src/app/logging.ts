@@ -30,7 +30,8 @@ export function createLogger(options: AppLoggerOptions): Logger {
     if (RANK[level] < RANK[options.level]) return;
     if (options.json) {
       const trace = requestTrace.getStore();
-      const entry: LogFields = { severity: SEVERITY[level], message, ...fields };
+      // Fields first, so none of them can replace the severity or message Cloud Logging reads.
+      const entry: LogFields = { ...fields, severity: SEVERITY[level], message };
       if (trace && options.projectId) entry['logging.googleapis.com/trace'] = `projects/${options.projectId}/traces/${trace}`;
       write(JSON.stringify(entry));
     } else {
@@ -56,11 +57,14 @@ export function requestLogger(logger: Logger): RequestHandler {
     const header = req.get('X-Cloud-Trace-Context')?.split('/')[0];
     const trace = header && /^[0-9a-f]{32}$/i.test(header) ? header : undefined;
     const inTrace = (fn: () => void): void => (trace ? requestTrace.run(trace, fn) : fn());
-    res.once('finish', () => inTrace(() => {
+    // 'close', not 'finish': a request whose client went away before the answer is logged too.
+    res.once('close', () => inTrace(() => {
       const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
       const path = req.originalUrl.split('?')[0];
+      const aborted = !res.writableFinished;
       const fields = { method: req.method, path, status: res.statusCode, latencyMs: Math.round(latencyMs * 10) / 10 };
-      const line = `${req.method} ${path} ${res.statusCode}`;
+      if (aborted) Object.assign(fields, { aborted });
+      const line = `${req.method} ${path} ${res.statusCode}${aborted ? ' (client gone before the answer)' : ''}`;
       if (res.statusCode >= 500) logger.error(line, fields);
       else logger.info(line, fields);
     }));
