@@ -12,22 +12,25 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { freePort } from '../support/services.js';
 import { findCloudSdk } from './cloud-sdk.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const run = promisify(execFile);
 
 /** Runs a command; on failure the error shows the end of its output. */
-async function sh(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<string> {
-  try {
-    const { stdout } = await run(command, args, { ...options, maxBuffer: 64 * 1024 * 1024, timeout: 300_000 });
-    return stdout;
-  } catch (error) {
-    const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string };
-    throw new Error(`${command} ${args.join(' ')} failed:\n${(stdout + stderr).slice(-4000)}`);
-  }
+function sh(command: string, args: string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const limits = { maxBuffer: 64 * 1024 * 1024, timeout: 300_000, encoding: 'utf8' as const };
+    execFile(command, args, { ...options, ...limits }, (error, stdout, stderr) => {
+      if (!error) resolve(stdout);
+      else
+        reject(
+          new Error(
+            `${command} ${args.join(' ')} failed (${error.message.split('\n')[0]}):\n${(stdout + stderr).slice(-4000)}`,
+          ),
+        );
+    });
+  });
 }
 
 /**
