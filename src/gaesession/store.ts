@@ -48,7 +48,13 @@ export interface GaeStoreStats {
 }
 
 /** Attempts of a memcache compare-and-set before a save gives up under contention. */
-const CAS_ATTEMPTS = 10;
+const CAS_ATTEMPTS = 20;
+
+/**
+ * Too many requests changed one session at once. Unlike memcache being down, this must not
+ * send the save to Datastore: memcache would keep the older state and serve it.
+ */
+class ContentionError extends StoreUnavailableError {}
 
 /**
  * The App Engine store (the Go `gaesession` store): sessions in memcache, backed up in
@@ -182,7 +188,7 @@ export class GaeStore implements Store {
     try {
       return await this.#saveInMemcache(this.#memcache, session, now);
     } catch (error) {
-      if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
+      if (!(error instanceof StoreUnavailableError) || error instanceof ContentionError || !this.#datastore) throw error;
       // memcache is down: Datastore is the session's home until it is back.
       return this.#saveInDatastore(session, now);
     }
@@ -245,8 +251,10 @@ export class GaeStore implements Store {
       }
       this.#cas.delete(session);
       if (result.status === 'not-found') return this.#saveAfterMiss(session, now);
+      // Lost a race: a short random pause spreads out the requests retrying together.
+      await sleep(Math.random() * 2 * attempt);
     }
-    throw new StoreUnavailableError(`session changed by too many requests at once; gave up after ${CAS_ATTEMPTS} attempts`);
+    throw new ContentionError(`session changed by too many requests at once; gave up after ${CAS_ATTEMPTS} attempts`);
   }
 
   /** memcache lost the session (evicted, flushed) or it was removed: Datastore knows which. */
@@ -299,4 +307,8 @@ export class GaeStore implements Store {
     const memcache = this.#memcache;
     await datastore.backup(record, isNew, () => (memcache ? memcache.has(record.id) : Promise.resolve(false)));
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

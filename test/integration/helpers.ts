@@ -1,0 +1,197 @@
+/**
+ * Shared pieces of the store's integration tests: the real services, clients on them, a
+ * GaeStore or a whole demo app built the way src/app/sessions.ts builds it, and plain HTTP
+ * requests (each on its own connection).
+ */
+import { Datastore } from '@google-cloud/datastore';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import memjs from 'memjs';
+import { createApp } from '../../src/app/app.js';
+import { loadConfig } from '../../src/app/config.js';
+import { createMemcacheClient } from '../../src/gaesession/memcache.js';
+import { datastorePurge } from '../../src/gaesession/purge.js';
+import { GaeStore, type GaeStoreOptions } from '../../src/gaesession/store.js';
+import type { LogFields, Logger } from '../../src/session/logger.js';
+import { sharedDatastoreEmulator, sharedMemcached, type DatastoreEmulator, type Memcached } from '../support/services.js';
+
+export const PROJECT_ID = 'gaesession-test';
+
+/** Points the Google client library at the emulator, as DATASTORE_EMULATOR_HOST does in the app. */
+export async function useEmulator(): Promise<DatastoreEmulator> {
+  const emulator = await sharedDatastoreEmulator();
+  process.env['DATASTORE_EMULATOR_HOST'] = emulator.address;
+  process.env['DATASTORE_PROJECT_ID'] = PROJECT_ID;
+  return emulator;
+}
+
+export { sharedMemcached, type Memcached };
+
+/** A Datastore client of the test's own, to look at raw entities. */
+export function datastoreClient(): Datastore {
+  return new Datastore({ projectId: PROJECT_ID });
+}
+
+/** A memjs client of the test's own, to look at raw items. */
+export function rawMemcache(address: string): memjs.Client {
+  return memjs.Client.create(address, { retries: 1, timeout: 1, logger: { log: () => {} } });
+}
+
+/** A logger that keeps every line, to check what was logged. */
+export class RecordingLogger implements Logger {
+  readonly lines: { level: string; message: string; fields?: LogFields | undefined }[] = [];
+  debug(message: string, fields?: LogFields): void {
+    this.lines.push({ level: 'debug', message, fields });
+  }
+  info(message: string, fields?: LogFields): void {
+    this.lines.push({ level: 'info', message, fields });
+  }
+  warn(message: string, fields?: LogFields): void {
+    this.lines.push({ level: 'warn', message, fields });
+  }
+  error(message: string, fields?: LogFields): void {
+    this.lines.push({ level: 'error', message, fields });
+  }
+  count(level: string, message: string | RegExp): number {
+    return this.lines.filter((l) => l.level === level && (typeof message === 'string' ? l.message === message : message.test(l.message))).length;
+  }
+}
+
+export type StoreMode = 'off' | 'sync' | 'async' | 'datastore-only';
+
+/** A GaeStore with its own clients, as one app instance would have. */
+export function makeStore(
+  mode: StoreMode,
+  memcachedAddress: string | undefined,
+  options: Partial<GaeStoreOptions> = {},
+): GaeStore {
+  const memcache =
+    mode !== 'datastore-only' && memcachedAddress ? createMemcacheClient({ servers: [memcachedAddress] }) : undefined;
+  const datastore = mode === 'off' ? undefined : new Datastore({ projectId: PROJECT_ID });
+  return new GaeStore({
+    memcache,
+    datastore,
+    datastoreWrites: mode === 'async' ? 'async' : 'sync',
+    asyncIntervalMs: 200,
+    ...options,
+  });
+}
+
+export interface RunningApp {
+  base: string;
+  store: GaeStore;
+  logger: RecordingLogger;
+  close(): Promise<void>;
+}
+
+/** The demo app (src/app/app.ts) on a GaeStore, listening on a free port. */
+export async function startGaeApp(
+  mode: StoreMode,
+  memcachedAddress: string | undefined,
+  env: Record<string, string> = {},
+  storeOptions: Partial<GaeStoreOptions> = {},
+): Promise<RunningApp> {
+  const config = loadConfig({
+    SESSION_STORE: mode === 'datastore-only' ? 'datastore' : 'memcache',
+    SESSION_DATASTORE: mode === 'datastore-only' ? 'sync' : mode,
+    PORT: '0',
+    ...env,
+  });
+  const logger = new RecordingLogger();
+  const store = makeStore(mode, memcachedAddress, {
+    timeoutSeconds: config.timeoutSeconds,
+    kind: config.datastoreKind,
+    keyPrefix: config.keyPrefix,
+    logger,
+    ...storeOptions,
+  });
+  const purge = mode === 'off' ? undefined : datastorePurge({ datastore: datastoreClient(), kind: config.datastoreKind });
+  const { app, manager } = createApp({ config, store, purge, logger });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    base: `http://127.0.0.1:${port}`,
+    store,
+    logger,
+    close: async () => {
+      await new Promise((resolve) => server.close(resolve));
+      await manager.close();
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  ms: number;
+}
+
+/** One HTTP request on a connection of its own (no keep-alive pool). */
+export function request(
+  base: string,
+  path: string,
+  options: { method?: string; cookie?: string | undefined; form?: Record<string, string>; headers?: Record<string, string> } = {},
+): Promise<Reply> {
+  const body = options.form ? new URLSearchParams(options.form).toString() : undefined;
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.cookie) headers['cookie'] = options.cookie;
+  if (body !== undefined) {
+    headers['content-type'] = 'application/x-www-form-urlencoded';
+    headers['content-length'] = String(Buffer.byteLength(body));
+  }
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}${path}`, { method: options.method ?? 'GET', headers, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, ms: Date.now() - started }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The `sessid=...` pair a response set, for the next request's Cookie header. */
+export function sessionCookie(reply: Reply, name = 'sessid'): string | undefined {
+  for (const header of reply.headers['set-cookie'] ?? []) {
+    const match = new RegExp(`^${name}=([^;]*)`).exec(header);
+    if (match && match[1]) return `${name}=${match[1]}`;
+  }
+  return undefined;
+}
+
+/** Logs in over HTTP and returns the session cookie. */
+export async function login(base: string, userName = 'alice', password = 'a'): Promise<string> {
+  const reply = await request(base, '/demo/login', { method: 'POST', form: { username: userName, password } });
+  if (reply.status !== 303) throw new Error(`login answered ${reply.status}: ${reply.body}`);
+  const cookie = sessionCookie(reply);
+  if (!cookie) throw new Error('login set no session cookie');
+  return cookie;
+}
+
+/** The visit count a demo page shows, or undefined on an anonymous page. */
+export function visitCount(reply: Reply): number | undefined {
+  const match = /data-testid="visit-count">(\d+)</.exec(reply.body);
+  return match ? Number(match[1]) : undefined;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits until `check` is true, polling; fails after `timeoutMs`. */
+export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await sleep(50);
+  }
+}
+
+/** The ID inside a `sessid=ID` cookie pair. */
+export function idOf(cookie: string): string {
+  return cookie.slice(cookie.indexOf('=') + 1);
+}
