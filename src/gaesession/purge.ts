@@ -75,7 +75,8 @@ export async function purgeExpired(options: PurgeExpiredOptions): Promise<PurgeR
   const kind = options.kind ?? 'sess_';
   const batchSize = Math.min(options.batchSize ?? MAX_PURGE_BATCH, MAX_PURGE_BATCH);
   const now = new Date(options.now ?? Date.now());
-  const gaxOptions = { timeout: options.callTimeoutMs ?? 30_000, maxRetries: 2 };
+  // A deadline per call (runQuery's retry settings refuse an extra maxRetries).
+  const gaxOptions = { timeout: options.callTimeoutMs ?? 30_000 };
   let deleted = 0;
   for (;;) {
     // Keys only: the purge never needs a session's contents, and key reads are the cheapest.
