@@ -8,8 +8,9 @@
  * except under CI=true, where a missing service is a failure.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 
 export type ServiceName = 'memcached' | 'datastore-emulator';
@@ -63,6 +64,7 @@ export async function freePort(): Promise<number> {
 /** A server process this test run started. */
 abstract class Service {
   #process: ChildProcess | undefined;
+  #workDir: string | undefined;
   constructor(readonly port: number) {}
 
   get address(): string {
@@ -74,8 +76,11 @@ abstract class Service {
 
   async start(timeoutMs = 30_000): Promise<this> {
     const [command, args] = this.command();
-    // Its own process group, so stop() ends the launcher and the server it forks alike.
-    const child = spawn(command, args, { detached: true, stdio: 'ignore' });
+    // Its own process group, so stop() ends the launcher and the server it forks alike; its
+    // own working directory, because the emulator leaves a WEB-INF/ folder in it.
+    const cwd = mkdtempSync(path.join(os.tmpdir(), 'gaesession-service-'));
+    this.#workDir = cwd;
+    const child = spawn(command, args, { detached: true, stdio: 'ignore', cwd });
     this.#process = child;
     child.unref();
     const until = Date.now() + timeoutMs;
@@ -99,6 +104,7 @@ abstract class Service {
       return;
     }
     await exited;
+    if (this.#workDir) rmSync(this.#workDir, { recursive: true, force: true });
     while (await canConnect(this.port)) await sleep(20);
   }
 
