@@ -76,7 +76,6 @@ const MUST_NOT_UPLOAD: [string, RegExp][] = [
   ['docs', /^docs\//],
   ['benchmarks', /^bench\//],
   ['profiles and logs', /\.(cpuprofile|heapprofile|log)$/],
-  ['Datastore emulator output', /^WEB-INF\//],
 ];
 
 function assertNothingForbidden(files: string[]): void {
@@ -128,7 +127,6 @@ describe('the App Engine build', { skip: listerMissing() }, () => {
       'scripts/test.mjs',
       'server.cpuprofile',
       'npm-debug.log',
-      'WEB-INF/appengine-generated/datastore-indexes-auto.xml',
     ];
     for (const file of [...kept, ...left]) {
       mkdirSync(path.dirname(path.join(sample, file)), { recursive: true });
