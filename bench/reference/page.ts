@@ -1,0 +1,43 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type Express, type Response } from 'express';
+import { DEFAULT_DEMO_PASSWORD, MAX_USER_NAME_LENGTH } from '../../src/app/demo.js';
+
+/** The demo's password: the reference servers accept the same logins as the app. */
+export const PASSWORD = process.env['DEMO_PASSWORD'] ?? DEFAULT_DEMO_PASSWORD;
+
+const views = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../views');
+
+/**
+ * An Express app that renders views/demo.ejs exactly as the demo does. Every reference
+ * server starts from it, so the page (and its cost) is the same in every variant.
+ */
+export function pageApp(): Express {
+  const app = express();
+  app.set('x-powered-by', false);
+  app.set('view engine', 'ejs');
+  app.set('views', views);
+  return app;
+}
+
+/** The logged-in page (userName set) or the login form, with the demo's data. */
+export function renderPage(res: Response, state: { userName?: string; count?: number } = {}): void {
+  res.render('demo', {
+    userName: undefined,
+    count: undefined,
+    error: undefined,
+    userNameInput: '',
+    unavailable: false,
+    passwordTip: PASSWORD === DEFAULT_DEMO_PASSWORD ? PASSWORD : undefined,
+    maxUserNameLength: MAX_USER_NAME_LENGTH,
+    ...state,
+  });
+}
+
+/** The form fields of a login post. */
+export const loginForm = express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 });
+
+export function field(body: unknown, name: string): string {
+  const value: unknown = (body as Record<string, unknown> | undefined)?.[name];
+  return typeof value === 'string' ? value : '';
+}
