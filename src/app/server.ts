@@ -30,8 +30,9 @@ export async function start(env: Record<string, string | undefined> = process.en
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  logger.info(`listening on http://localhost:${port}/demo`, { port, store: config.store, datastore: config.datastore });
+  // Handlers first: whoever waits for the "listening" line may signal at once.
   stopOnSignals(server, manager, config.shutdownGraceSeconds, logger);
+  logger.info(`listening on http://localhost:${port}/demo`, { port, store: config.store, datastore: config.datastore });
   return server;
 }
 
@@ -51,8 +52,14 @@ function stopOnSignals(server: Server, manager: Manager, graceSeconds: number, l
       server.closeAllConnections();
     }, graceSeconds * 1000);
     deadline.unref();
+    // server.close() drops the connections idle at this moment only; one busy now would stay
+    // open for the keep-alive timeout after its answer and hold the exit (and the store's
+    // final writes) back. Close each as soon as its answer is out.
+    const idleCloser = setInterval(() => server.closeIdleConnections(), 50);
+    idleCloser.unref();
     server.close(() => {
       clearTimeout(deadline);
+      clearInterval(idleCloser);
       manager.close().then(
         () => {
           logger.info('shut down cleanly');

@@ -110,7 +110,9 @@ describe('demo over HTTP (in-memory store)', () => {
     assert.equal(html.includes(hostile), false);
 
     // A failed login echoes the name into the form: escaped there too.
-    const failed = await (await post(app, '/demo/login', { username: `"><img src=x onerror=alert(1)>`, password: 'no' })).text();
+    const failed = await (
+      await post(app, '/demo/login', { username: `"><img src=x onerror=alert(1)>`, password: 'no' })
+    ).text();
     assert.equal(failed.includes('<img'), false);
     assert.equal(failed.includes('"><'), false);
   });

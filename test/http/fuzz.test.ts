@@ -71,7 +71,10 @@ function cookieValue(random: Random, live: string): string {
     case 5:
       return encodeURIComponent(random.string(LATIN1, random.int(30))) + random.pick(['', '%', '%E0%A4', '%zz', '%00']);
     case 6:
-      return random.pick(['j:', 's:', 'j:{"', 'j:[1,2', 'j:null', 'j:"' + newSessionId() + '"', 'j:123']) + random.string(BASE64URL, random.int(30));
+      return (
+        random.pick(['j:', 's:', 'j:{"', 'j:[1,2', 'j:null', 'j:"' + newSessionId() + '"', 'j:123']) +
+        random.string(BASE64URL, random.int(30))
+      );
     case 7:
       return random.string(BASE64URL, 2_000 + random.int(5_000));
     case 8:
@@ -89,7 +92,9 @@ function cookieHeader(random: Random, live: string): string {
   const parts: string[] = [];
   const count = 1 + random.int(4);
   for (let i = 0; i < count; i++) {
-    const name = random.chance(0.7) ? 'sessid' : random.pick(['SESSID', 'sessid ', ' sessid', 'other', 'sess', '', '=', random.string(NASTY, 3)]);
+    const name = random.chance(0.7)
+      ? 'sessid'
+      : random.pick(['SESSID', 'sessid ', ' sessid', 'other', 'sess', '', '=', random.string(NASTY, 3)]);
     parts.push(random.chance(0.1) ? name : `${name}=${cookieValue(random, live)}`);
   }
   return parts.join(random.pick(['; ', ';', ' ; ', ', ', ';;']));
@@ -97,8 +102,13 @@ function cookieHeader(random: Random, live: string): string {
 
 function cookieRequest(random: Random, live: string, port: number): string {
   const path = random.pick(['/demo', '/demo', '/demo', '/', '/demo/purge', '/nope', '/demo?x=1']);
-  const cookies = Array.from({ length: random.chance(0.1) ? 2 : 1 }, () => `Cookie: ${cookieHeader(random, live)}\r\n`).join('');
-  const extra = random.chance(0.2) ? 'X-Forwarded-Proto: ' + random.pick(['https', 'http', 'https, http', 'gopher', '']) + '\r\n' : '';
+  const cookies = Array.from(
+    { length: random.chance(0.1) ? 2 : 1 },
+    () => `Cookie: ${cookieHeader(random, live)}\r\n`,
+  ).join('');
+  const extra = random.chance(0.2)
+    ? 'X-Forwarded-Proto: ' + random.pick(['https', 'http', 'https, http', 'gopher', '']) + '\r\n'
+    : '';
   return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n${cookies}${extra}Connection: close\r\n\r\n`;
 }
 
@@ -111,7 +121,10 @@ function formBody(random: Random): string {
     case 2:
       return random.string('=&%+' + BASE64URL, random.int(300));
     case 3:
-      return Array.from({ length: random.int(40) }, () => `${random.pick(['username', 'password', 'x'])}=${random.string(BASE64URL, 5)}`).join('&');
+      return Array.from(
+        { length: random.int(40) },
+        () => `${random.pick(['username', 'password', 'x'])}=${random.string(BASE64URL, 5)}`,
+      ).join('&');
     case 4:
       return `username=${random.string('%', 1)}${random.string('0123456789ABCDEFzZ', random.int(4))}&password=a`;
     case 5:
@@ -141,7 +154,9 @@ function formRequest(random: Random, live: string, port: number): Buffer {
     `Host: 127.0.0.1:${port}`,
     ...(type ? [`Content-Type: ${type}`] : []),
     ...(random.chance(0.5) ? [`Cookie: sessid=${random.chance(0.5) ? live : cookieValue(random, live)}`] : []),
-    ...(random.chance(0.2) ? [`Origin: ${random.pick(['null', 'http://evil.example', `http://127.0.0.1:${port}`, '%%'])}`] : []),
+    ...(random.chance(0.2)
+      ? [`Origin: ${random.pick(['null', 'http://evil.example', `http://127.0.0.1:${port}`, '%%'])}`]
+      : []),
     ...(random.chance(0.1) ? ['Content-Encoding: ' + random.pick(['gzip', 'deflate', 'br', 'bogus'])] : []),
     `Content-Length: ${body.length}`,
     'Connection: close',
@@ -183,14 +198,28 @@ describe(`fuzzing (seed ${SEED})`, () => {
     const random = new Random(SEED);
     const requests = Array.from({ length: COOKIE_CASES }, () => cookieRequest(random, live, app.port));
     const failures = await runCases(COOKIE_CASES, async (i) => (await rawRequest(app, requests[i] as string)).status);
-    assert.deepEqual(failures.slice(0, 10), [], failures.map((f) => `${f}: ${JSON.stringify(requests[Number(/\d+/.exec(f)?.[0])]).slice(0, 300)}`).slice(0, 5).join('\n'));
+    assert.deepEqual(
+      failures.slice(0, 10),
+      [],
+      failures
+        .map((f) => `${f}: ${JSON.stringify(requests[Number(/\d+/.exec(f)?.[0])]).slice(0, 300)}`)
+        .slice(0, 5)
+        .join('\n'),
+    );
   });
 
   it(`survives ${FORM_CASES} random form posts`, async () => {
     const random = new Random(SEED + 1);
     const requests = Array.from({ length: FORM_CASES }, () => formRequest(random, live, app.port));
     const failures = await runCases(FORM_CASES, async (i) => (await rawRequest(app, requests[i] as Buffer)).status);
-    assert.deepEqual(failures.slice(0, 10), [], failures.map((f) => `${f}: ${JSON.stringify(requests[Number(/\d+/.exec(f)?.[0])]?.toString('latin1')).slice(0, 300)}`).slice(0, 5).join('\n'));
+    assert.deepEqual(
+      failures.slice(0, 10),
+      [],
+      failures
+        .map((f) => `${f}: ${JSON.stringify(requests[Number(/\d+/.exec(f)?.[0])]?.toString('latin1')).slice(0, 300)}`)
+        .slice(0, 5)
+        .join('\n'),
+    );
   });
 
   it('never asked the store about a value that is not a valid session ID', () => {

@@ -107,7 +107,8 @@ export function setCookies(response: Response): SetCookie[] {
 /** The one session cookie a response sets (fails when it sets none or several). */
 export function sessionCookieOf(response: Response, name = 'sessid'): SetCookie {
   const cookies = setCookies(response).filter((cookie) => cookie.name === name);
-  if (cookies.length !== 1) throw new Error(`expected one ${name} cookie, got ${JSON.stringify(response.headers.getSetCookie())}`);
+  if (cookies.length !== 1)
+    throw new Error(`expected one ${name} cookie, got ${JSON.stringify(response.headers.getSetCookie())}`);
   return cookies[0] as SetCookie;
 }
 
@@ -123,7 +124,12 @@ export function clearsCookie(cookie: SetCookie): boolean {
 
 /** Logs in and returns the new session ID. */
 export async function login(app: TestApp, userName: string, cookie?: string): Promise<string> {
-  const response = await post(app, '/demo/login', { username: userName, password: 'a' }, cookie ? { Cookie: cookie } : {});
+  const response = await post(
+    app,
+    '/demo/login',
+    { username: userName, password: 'a' },
+    cookie ? { Cookie: cookie } : {},
+  );
   await response.text();
   if (response.status !== 303) throw new Error(`login answered ${response.status}`);
   return sessionCookieOf(response).value;
@@ -176,7 +182,11 @@ export function getOnNewConnection(
  * ends when the server closes. The socket is not half-closed, as no browser does that (Node's
  * server drops a request whose client half-closes before the answer is written).
  */
-export function rawRequest(app: TestApp, request: string | Buffer, timeoutMs = 10_000): Promise<{ status: number; head: string }> {
+export function rawRequest(
+  app: TestApp,
+  request: string | Buffer,
+  timeoutMs = 10_000,
+): Promise<{ status: number; head: string }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(app.port, '127.0.0.1', () => socket.write(request));
     const chunks: Buffer[] = [];

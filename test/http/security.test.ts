@@ -82,7 +82,10 @@ describe('response headers', () => {
       ['GET /demo logged in', await get(app, '/demo', { Cookie: `sessid=${id}` })],
       ['POST /demo/login 401', await post(app, '/demo/login', { username: '', password: '' })],
       ['POST /demo/login 303', await post(app, '/demo/login', { username: 'x', password: 'a' })],
-      ['POST /demo/login 403', await post(app, '/demo/login', { username: 'x', password: 'a' }, { Origin: 'https://evil.example' })],
+      [
+        'POST /demo/login 403',
+        await post(app, '/demo/login', { username: 'x', password: 'a' }, { Origin: 'https://evil.example' }),
+      ],
       ['POST /demo/login 413', await post(app, '/demo/login', 'username=' + 'x'.repeat(10_000))],
       ['POST /demo/logout', await post(app, '/demo/logout', {})],
       ['GET /demo/purge 403', await get(app, '/demo/purge')],
@@ -126,7 +129,12 @@ describe('cross-site form posts', () => {
       assert.equal(testId((await view(app, id)).html, 'visit-count'), '1');
       const sessions = app.memory.size;
 
-      const loginResponse = await post(app, '/demo/login', { username: 'mallory', password: 'a' }, { ...headers, Cookie: `sessid=${id}` });
+      const loginResponse = await post(
+        app,
+        '/demo/login',
+        { username: 'mallory', password: 'a' },
+        { ...headers, Cookie: `sessid=${id}` },
+      );
       assert.equal(loginResponse.status, 403);
       assert.deepEqual(loginResponse.headers.getSetCookie(), []);
       const logoutResponse = await post(app, '/demo/logout', {}, { ...headers, Cookie: `sessid=${id}` });
@@ -149,8 +157,14 @@ describe('cross-site form posts', () => {
     assert.equal(logout.status, 303);
     assert.ok(clearsCookie(sessionCookieOf(logout)));
 
-    assert.equal((await post(app, '/demo/login', { username: 'ann', password: 'a' }, { 'Sec-Fetch-Site': 'same-origin' })).status, 303);
-    assert.equal((await post(app, '/demo/login', { username: 'ann', password: 'a' }, { 'Sec-Fetch-Site': 'none' })).status, 303);
+    assert.equal(
+      (await post(app, '/demo/login', { username: 'ann', password: 'a' }, { 'Sec-Fetch-Site': 'same-origin' })).status,
+      303,
+    );
+    assert.equal(
+      (await post(app, '/demo/login', { username: 'ann', password: 'a' }, { 'Sec-Fetch-Site': 'none' })).status,
+      303,
+    );
     // No header at all: curl, scripts, these tests.
     const body = 'username=ann&password=a';
     const raw = await rawRequest(

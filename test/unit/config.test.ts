@@ -17,24 +17,31 @@ function refuses(variable: string, value: string, extra: Record<string, string> 
 
 describe('configuration', () => {
   it('has SPEC defaults for an empty environment', () => {
-    assert.deepEqual(loadConfig({}), {
-      port: 8080,
-      store: 'memory',
-      memcache: { servers: ['127.0.0.1:11211'], username: '', password: '' },
-      datastore: 'sync',
-      datastoreKind: 'sess_',
-      keyPrefix: '',
-      timeoutSeconds: 1800,
-      cookie: { name: 'sessid', maxAgeSeconds: 2_592_000, secure: 'auto' },
-      purgeDeadlineSeconds: 480,
-      shutdownGraceSeconds: 5,
-      demoPassword: 'a',
-      logLevel: 'info',
-    });
+    const config = loadConfig({});
+    // Field by field: other settings (not in SPEC's table) may be added next to these.
+    assert.equal(config.port, 8080);
+    assert.equal(config.store, 'memory');
+    assert.deepEqual(config.memcache.servers, ['127.0.0.1:11211']);
+    assert.equal(config.memcache.username, '');
+    assert.equal(config.memcache.password, '');
+    assert.equal(config.datastore, 'sync');
+    assert.equal(config.datastoreKind, 'sess_');
+    assert.equal(config.keyPrefix, '');
+    assert.equal(config.timeoutSeconds, 1800);
+    assert.deepEqual(config.cookie, { name: 'sessid', maxAgeSeconds: 2_592_000, secure: 'auto' });
+    assert.equal(config.purgeDeadlineSeconds, 480);
+    assert.equal(config.shutdownGraceSeconds, 5);
+    assert.equal(config.demoPassword, 'a');
+    assert.equal(config.logLevel, 'info');
   });
 
   it('treats an empty or blank value as unset', () => {
-    const config = loadConfig({ PORT: '', SESSION_STORE: '  ', SESSION_TIMEOUT_SECONDS: '', SESSION_COOKIE_SECURE: '' });
+    const config = loadConfig({
+      PORT: '',
+      SESSION_STORE: '  ',
+      SESSION_TIMEOUT_SECONDS: '',
+      SESSION_COOKIE_SECURE: '',
+    });
     assert.equal(config.port, 8080);
     assert.equal(config.store, 'memory');
     assert.equal(config.timeoutSeconds, 1800);
@@ -79,7 +86,8 @@ describe('configuration', () => {
 
   it('MEMCACHE_USERNAME and MEMCACHE_PASSWORD are the SASL credentials, empty by default', () => {
     const config = loadConfig({ MEMCACHE_USERNAME: 'user', MEMCACHE_PASSWORD: 'p@ss word' });
-    assert.deepEqual(config.memcache, { servers: ['127.0.0.1:11211'], username: 'user', password: 'p@ss word' });
+    assert.equal(config.memcache.username, 'user');
+    assert.equal(config.memcache.password, 'p@ss word');
   });
 
   describe('SESSION_DATASTORE', () => {
@@ -206,7 +214,9 @@ describe('configuration', () => {
 });
 
 /** Runs the server with the given environment on top of a clean one; it must exit by itself. */
-async function runServer(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function runServer(
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/app/server.ts'], {
     cwd: root,
     env: { PATH: process.env['PATH'], PORT: '0', ...env },

@@ -66,7 +66,18 @@ describe('CookieManager', () => {
   it('never looks up a malformed or too long value, and clears the cookie', async () => {
     const { manager, store } = setup();
     const valid = newSessionId();
-    const bad = ['', 'x', valid + 'A', valid.slice(1), valid.slice(0, 23) + '=', valid.slice(0, 23) + '.', 'A'.repeat(4096), `${valid.slice(0, 20)}%20x`, ' '.repeat(24), '"' + valid.slice(2) + '"'];
+    const bad = [
+      '',
+      'x',
+      valid + 'A',
+      valid.slice(1),
+      valid.slice(0, 23) + '=',
+      valid.slice(0, 23) + '.',
+      'A'.repeat(4096),
+      `${valid.slice(0, 20)}%20x`,
+      ' '.repeat(24),
+      '"' + valid.slice(2) + '"',
+    ];
     for (const value of bad) {
       const http = exchange({ sessid: value });
       assert.equal(await manager.get(http), undefined, value);

@@ -43,8 +43,14 @@ describe('session cookie', () => {
 
   it('is always Secure under `always`, and never under `never`', () => {
     for (const secureRequest of [true, false]) {
-      assert.equal(parse(sessionCookie({ ...options, secure: 'always' }, ID, secureRequest)).attributes.has('secure'), true);
-      assert.equal(parse(sessionCookie({ ...options, secure: 'never' }, ID, secureRequest)).attributes.has('secure'), false);
+      assert.equal(
+        parse(sessionCookie({ ...options, secure: 'always' }, ID, secureRequest)).attributes.has('secure'),
+        true,
+      );
+      assert.equal(
+        parse(sessionCookie({ ...options, secure: 'never' }, ID, secureRequest)).attributes.has('secure'),
+        false,
+      );
     }
   });
 
@@ -64,6 +70,7 @@ describe('session cookie', () => {
 
   it('accepts only token characters in a cookie name', () => {
     for (const good of ['sessid', 'SID', 'a.b-c_d', "x!#$%&'*+^`|~"]) assert.equal(isValidCookieName(good), true, good);
-    for (const bad of ['', 'a b', 'a=b', 'a;b', 'a,b', 'a"b', 'é', 'a\tb', '(x)']) assert.equal(isValidCookieName(bad), false, bad);
+    for (const bad of ['', 'a b', 'a=b', 'a;b', 'a,b', 'a"b', 'é', 'a\tb', '(x)'])
+      assert.equal(isValidCookieName(bad), false, bad);
   });
 });

@@ -22,7 +22,17 @@ describe('session IDs', () => {
   it('are accepted by the validator, and nothing else is', () => {
     const valid = sessionIdValidator();
     assert.ok(valid(newSessionId()));
-    for (const bad of ['', 'short', newSessionId() + 'x', newSessionId().slice(1), 'a'.repeat(23) + '=', 'a'.repeat(23) + '.', 'a'.repeat(23) + '+', ' '.repeat(24), 'ä'.repeat(24)]) {
+    for (const bad of [
+      '',
+      'short',
+      newSessionId() + 'x',
+      newSessionId().slice(1),
+      'a'.repeat(23) + '=',
+      'a'.repeat(23) + '.',
+      'a'.repeat(23) + '+',
+      ' '.repeat(24),
+      'ä'.repeat(24),
+    ]) {
       assert.equal(valid(bad), false, JSON.stringify(bad));
     }
   });

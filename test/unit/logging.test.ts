@@ -55,7 +55,12 @@ describe('logging', () => {
 
   it("tags every line of a request with the request's trace, and logs the request", async () => {
     const lines: string[] = [];
-    const logger = createLogger({ json: true, level: 'info', projectId: 'my-project', write: (line) => lines.push(line) });
+    const logger = createLogger({
+      json: true,
+      level: 'info',
+      projectId: 'my-project',
+      write: (line) => lines.push(line),
+    });
     const app = express();
     app.use(requestLogger(logger));
     app.get('/x', (_req, res) => {
@@ -68,8 +73,12 @@ describe('logging', () => {
     await new Promise((resolve) => server.once('listening', resolve));
     try {
       const { port } = server.address() as AddressInfo;
-      await (await fetch(`http://127.0.0.1:${port}/x?secret=1`, { headers: { 'X-Cloud-Trace-Context': `${TRACE}/123;o=1` } })).text();
-      await (await fetch(`http://127.0.0.1:${port}/x`, { headers: { 'X-Cloud-Trace-Context': 'not-a-trace/1' } })).text();
+      await (
+        await fetch(`http://127.0.0.1:${port}/x?secret=1`, { headers: { 'X-Cloud-Trace-Context': `${TRACE}/123;o=1` } })
+      ).text();
+      await (
+        await fetch(`http://127.0.0.1:${port}/x`, { headers: { 'X-Cloud-Trace-Context': 'not-a-trace/1' } })
+      ).text();
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
@@ -102,7 +111,9 @@ describe('logging', () => {
       child.once('exit', () => resolve());
     });
     child.kill('SIGTERM');
-    const code = await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(child.exitCode)));
+    const code = await new Promise((resolve) =>
+      child.exitCode === null ? child.once('exit', resolve) : resolve(child.exitCode),
+    );
     clearTimeout(killer);
     const first = JSON.parse(output.split('\n')[0] ?? '') as Record<string, unknown>;
     assert.equal(first['severity'], 'INFO');

@@ -16,13 +16,19 @@ function manualClock(start = Date.UTC(2026, 0, 1)): { now: () => number; advance
 }
 
 function newSession(timeoutSeconds = 60): Session<{ userName: string }, Variables> {
-  return Session.create({ id: newSessionId(), timeoutSeconds, constants: { userName: 'ann' }, variables: { count: 0 } });
+  return Session.create({
+    id: newSessionId(),
+    timeoutSeconds,
+    constants: { userName: 'ann' },
+    variables: { count: 0 },
+  });
 }
 
 /** A logger that remembers what it was told. */
 function recordingLogger(): Logger & { lines: { level: string; message: string; fields?: LogFields }[] } {
   const lines: { level: string; message: string; fields?: LogFields }[] = [];
-  const at = (level: string) => (message: string, fields?: LogFields) => void lines.push({ level, message, ...(fields && { fields }) });
+  const at = (level: string) => (message: string, fields?: LogFields) =>
+    void lines.push({ level, message, ...(fields && { fields }) });
   return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
@@ -222,7 +228,8 @@ describe('MemoryStore', () => {
       ]);
       assert.deepEqual(logger.lines.at(-1)?.fields, { count: 1 });
       const text = JSON.stringify(logger.lines);
-      for (const id of [removed.id, expired.id, swept.id]) assert.equal(text.includes(id), false, 'a whole ID was logged');
+      for (const id of [removed.id, expired.id, swept.id])
+        assert.equal(text.includes(id), false, 'a whole ID was logged');
     } finally {
       await store.close();
     }
@@ -233,8 +240,6 @@ describe('MemoryStore', () => {
     const original = { log: console.log, info: console.info, warn: console.warn, error: console.error };
     const capture = (...args: unknown[]): void => void written.push(args.join(' '));
     Object.assign(console, { log: capture, info: capture, warn: capture, error: capture });
-    const writeStdout = process.stdout.write;
-    process.stdout.write = ((chunk: string | Uint8Array) => (written.push(String(chunk)), true)) as typeof process.stdout.write;
     try {
       const store = new MemoryStore();
       const session = newSession();
@@ -243,7 +248,6 @@ describe('MemoryStore', () => {
       await store.close();
     } finally {
       Object.assign(console, original);
-      process.stdout.write = writeStdout;
     }
     assert.deepEqual(written, []);
   });

@@ -18,7 +18,10 @@ function newSession(variables: Partial<Variables> = { count: 0 }): Session<Const
 }
 
 /** A session as a store hands it to a request: stored once, then loaded from its record. */
-function stored(variables: Partial<Variables> = { count: 0 }): { record: SessionRecord; load: () => Session<Constants, Variables> } {
+function stored(variables: Partial<Variables> = { count: 0 }): {
+  record: SessionRecord;
+  load: () => Session<Constants, Variables>;
+} {
   const session = newSession(variables);
   const record = structuredClone(session.toRecord(T0));
   session.markSaved(structuredClone(record));
@@ -70,8 +73,14 @@ describe('Session', () => {
 
   it('updates a variable by a function of its current value and returns the new value', () => {
     const session = newSession({});
-    assert.equal(session.update('count', (c) => (c ?? 0) + 1), 1);
-    assert.equal(session.update('count', (c) => (c ?? 0) + 1), 2);
+    assert.equal(
+      session.update('count', (c) => (c ?? 0) + 1),
+      1,
+    );
+    assert.equal(
+      session.update('count', (c) => (c ?? 0) + 1),
+      2,
+    );
     assert.equal(session.get('count'), 2);
   });
 
@@ -143,7 +152,14 @@ describe('Session', () => {
     });
 
     it('refuses text that is not a session', () => {
-      for (const bad of ['null', '[]', '"x"', '{}', '{"id":1}', JSON.stringify({ ...JSON.parse(JSON.stringify(newSession())), created: 'yesterday' })]) {
+      for (const bad of [
+        'null',
+        '[]',
+        '"x"',
+        '{}',
+        '{"id":1}',
+        JSON.stringify({ ...JSON.parse(JSON.stringify(newSession())), created: 'yesterday' }),
+      ]) {
         assert.throws(() => parseRecord(bad), TypeError, bad);
       }
       assert.throws(() => parseRecord('{not json'), SyntaxError);
