@@ -77,7 +77,9 @@ export class DatastoreTier {
   async load(id: string, now = Date.now()): Promise<SessionRecord | undefined> {
     const entity = await this.#bounded('read', async () => {
       this.reads++;
-      const [found] = (await this.#datastore.get(this.key(id), { gaxOptions: this.#gax })) as [SessionEntity | undefined];
+      const [found] = (await this.#datastore.get(this.key(id), { gaxOptions: this.#gax })) as [
+        SessionEntity | undefined,
+      ];
       return found;
     });
     if (!entity) return undefined;
@@ -111,7 +113,8 @@ export class DatastoreTier {
     return this.#transaction('backup', async (transaction) => {
       const stored = await this.#read(transaction, record.id);
       if (stored) {
-        const older = stored.version > record.version || (stored.version === record.version && stored.accessed >= record.accessed);
+        const older =
+          stored.version > record.version || (stored.version === record.version && stored.accessed >= record.accessed);
         if (older) return 'skipped';
       } else if (!isNew && !(await stillLive())) {
         return 'skipped';
@@ -211,7 +214,8 @@ export class DatastoreTier {
       }
       return result;
     } catch (error) {
-      if (error instanceof SessionTooLargeError || error instanceof SyntaxError || error instanceof TypeError) throw error;
+      if (error instanceof SessionTooLargeError || error instanceof SyntaxError || error instanceof TypeError)
+        throw error;
       const message = error instanceof Error ? error.message : String(error);
       if (!this.#down) this.#logger.warn('Datastore unavailable', { operation: what, error: message });
       this.#down = true;

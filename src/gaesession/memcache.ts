@@ -35,7 +35,12 @@ interface MemjsResponse {
 export interface MemjsLowLevel {
   readonly seq: number;
   incrSeq(): void;
-  perform(key: string, request: Buffer, seq: number, callback: (error: Error | null, response: MemjsResponse | null) => void): void;
+  perform(
+    key: string,
+    request: Buffer,
+    seq: number,
+    callback: (error: Error | null, response: MemjsResponse | null) => void,
+  ): void;
   close(): void;
 }
 
@@ -77,7 +82,8 @@ export interface CachedRecord {
 export type CasResult = { status: 'stored'; cas: Buffer } | { status: 'exists' } | { status: 'not-found' };
 
 export interface MemcacheTierOptions {
-  client: memjs.Client | MemjsLowLevel;
+  /** The shared memjs client (its typings include the low-level calls used here). */
+  client: MemjsLowLevel;
   codec: Codec;
   keyPrefix?: string | undefined;
   /**
@@ -111,7 +117,7 @@ export class MemcacheTier {
   roundTrips = 0;
 
   constructor(options: MemcacheTierOptions) {
-    this.#client = options.client as unknown as MemjsLowLevel;
+    this.#client = options.client;
     this.#codec = options.codec;
     this.#prefix = options.keyPrefix ?? '';
     this.#callTimeoutMs = options.callTimeoutMs ?? 1000;
@@ -179,7 +185,9 @@ export class MemcacheTier {
   encode(record: SessionRecord): Buffer {
     const keyBytes = Buffer.byteLength(this.key(record.id));
     if (keyBytes > MAX_KEY_BYTES) {
-      throw new SessionTooLargeError(`memcache key of ${keyBytes} bytes exceeds memcached's ${MAX_KEY_BYTES}-byte limit`);
+      throw new SessionTooLargeError(
+        `memcache key of ${keyBytes} bytes exceeds memcached's ${MAX_KEY_BYTES}-byte limit`,
+      );
     }
     const value = this.#codec.encode(record);
     const limit = MAX_ITEM_BYTES - ITEM_OVERHEAD_BYTES - keyBytes;
@@ -202,11 +210,19 @@ export class MemcacheTier {
     const status = response.header.status;
     if (status === STATUS.ok) return;
     if (status === STATUS.tooLarge) throw new SessionTooLargeError('memcached refused the session as too large');
-    throw new StoreUnavailableError(`memcache ${operation} of ${logId(id)} failed with status 0x${status.toString(16)}`);
+    throw new StoreUnavailableError(
+      `memcache ${operation} of ${logId(id)} failed with status 0x${status.toString(16)}`,
+    );
   }
 
   /** Sends one request, bounded in time; every failure becomes StoreUnavailableError. */
-  #send(opcode: number, id: string, extras: Buffer | string, value: Buffer | string, cas?: Buffer): Promise<MemjsResponse> {
+  #send(
+    opcode: number,
+    id: string,
+    extras: Buffer | string,
+    value: Buffer | string,
+    cas?: Buffer,
+  ): Promise<MemjsResponse> {
     if (this.#down && Date.now() < this.#downUntil) {
       return Promise.reject(new StoreUnavailableError('memcache unavailable (recent failure; retrying shortly)'));
     }

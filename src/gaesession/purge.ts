@@ -80,7 +80,11 @@ export async function purgeExpired(options: PurgeExpiredOptions): Promise<PurgeR
   let deleted = 0;
   for (;;) {
     // Keys only: the purge never needs a session's contents, and key reads are the cheapest.
-    const query = datastore.createQuery(kind).filter(new PropertyFilter('exp', '<', now)).select('__key__').limit(batchSize);
+    const query = datastore
+      .createQuery(kind)
+      .filter(new PropertyFilter('exp', '<', now))
+      .select('__key__')
+      .limit(batchSize);
     const [entities] = await datastore.runQuery(query, { gaxOptions });
     const keys = entities.map((entity: Record<string | symbol, unknown>) => entity[datastore.KEY] as Key);
     if (keys.length === 0) return { completed: true, deleted };

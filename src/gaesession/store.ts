@@ -78,7 +78,6 @@ export class GaeStore implements Store {
   readonly #timeoutSeconds: number;
   readonly #closeGraceMs: number;
   readonly #logger: Logger;
-  readonly #memjs: memjs.Client | undefined;
   readonly #datastoreClient: Datastore | undefined;
   /** The CAS value of the memcache item each session was read from: what its save presents. */
   readonly #cas = new WeakMap<Session, Buffer>();
@@ -88,7 +87,6 @@ export class GaeStore implements Store {
     if (!options.memcache && !options.datastore) throw new Error('GaeStore needs memcache, Datastore or both');
     const codec = options.codec ?? jsonCodec;
     this.#logger = options.logger ?? silentLogger;
-    this.#memjs = options.memcache;
     this.#datastoreClient = options.datastore;
     this.#memcache =
       options.memcache &&
@@ -188,7 +186,8 @@ export class GaeStore implements Store {
     try {
       return await this.#saveInMemcache(this.#memcache, session, now);
     } catch (error) {
-      if (!(error instanceof StoreUnavailableError) || error instanceof ContentionError || !this.#datastore) throw error;
+      if (!(error instanceof StoreUnavailableError) || error instanceof ContentionError || !this.#datastore)
+        throw error;
       // memcache is down: Datastore is the session's home until it is back.
       return this.#saveInDatastore(session, now);
     }

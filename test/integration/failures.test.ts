@@ -38,7 +38,11 @@ describe('the App Engine store when a backend fails', { skip }, () => {
     assert.equal(visitCount(await request(app.base, '/demo', { cookie })), 2, 'still logged in');
     assert.equal(visitCount(await request(app.base, '/demo', { cookie })), 3);
     const other = await login(app.base, 'bob');
-    assert.equal(visitCount(await request(app.base, '/demo', { cookie: other })), 1, 'a login works on Datastore alone');
+    assert.equal(
+      visitCount(await request(app.base, '/demo', { cookie: other })),
+      1,
+      'a login works on Datastore alone',
+    );
     assert.equal(app.logger.count('warn', 'memcache unavailable'), 1, 'the outage is logged once');
 
     await memcached.start();
@@ -65,7 +69,9 @@ describe('the App Engine store when a backend fails', { skip }, () => {
       times.push(result.ms);
       return result;
     };
-    const loginReply = await timed(request(app.base, '/demo/login', { method: 'POST', form: { username: 'h', password: 'a' } }));
+    const loginReply = await timed(
+      request(app.base, '/demo/login', { method: 'POST', form: { username: 'h', password: 'a' } }),
+    );
     assert.equal(loginReply.status, 303, 'the login is stored in Datastore');
     const cookie = String(loginReply.headers['set-cookie']).split(';')[0]!;
     for (let i = 1; i <= 4; i++) {

@@ -7,13 +7,27 @@ import { newSessionId } from '../../src/session/id.js';
 import { Session } from '../../src/session/session.js';
 import { SessionTooLargeError } from '../../src/session/store.js';
 import { missing, type DatastoreEmulator, type Memcached } from '../support/services.js';
-import { datastoreClient, makeStore, rawMemcache, RecordingLogger, sharedMemcached, sleep, useEmulator } from './helpers.js';
+import {
+  datastoreClient,
+  makeStore,
+  storedEntity,
+  rawMemcache,
+  RecordingLogger,
+  sharedMemcached,
+  sleep,
+  useEmulator,
+} from './helpers.js';
 
 const skip = missing('memcached', 'datastore-emulator');
 const KIND = 'sess_';
 
 function newSession(timeoutSeconds = 1800): Session {
-  return Session.create({ id: newSessionId(), timeoutSeconds, constants: { userName: 'alice' }, variables: { count: 0 } });
+  return Session.create({
+    id: newSessionId(),
+    timeoutSeconds,
+    constants: { userName: 'alice' },
+    variables: { count: 0 },
+  });
 }
 
 describe('GaeStore against memcached and the Datastore emulator', { skip }, () => {
@@ -26,10 +40,7 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
     return made;
   };
   const datastore = () => datastoreClient();
-  const entity = async (id: string) => {
-    const [found] = await datastore().get(datastore().key([KIND, id]));
-    return found as { exp: Date; val: Buffer } | undefined;
-  };
+  const entity = (id: string) => storedEntity(id, KIND);
   const count = async (): Promise<number> => {
     const [entities] = await datastore().runQuery(datastore().createQuery(KIND).select('__key__'));
     return entities.length;
@@ -75,9 +86,13 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
     assert.equal(stored.exp.getTime(), session.accessed.getTime() + 1800 * 1000);
     assert.ok(Buffer.isBuffer(stored.val));
     assert.deepEqual(jsonCodec.decode(stored.val), jsonCodec.decode(item.value));
-    const byExp = datastore().createQuery(KIND).filter(new PropertyFilter('exp', '>', new Date(0)));
+    const byExp = datastore()
+      .createQuery(KIND)
+      .filter(new PropertyFilter('exp', '>', new Date(0)));
     assert.equal((await datastore().runQuery(byExp))[0].length, 1, 'exp is indexed');
-    const byVal = datastore().createQuery(KIND).filter(new PropertyFilter('val', '=', stored.val));
+    const byVal = datastore()
+      .createQuery(KIND)
+      .filter(new PropertyFilter('val', '=', stored.val));
     assert.equal((await datastore().runQuery(byVal))[0].length, 0, 'val is not indexed');
   });
 
@@ -209,7 +224,11 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
       }),
     );
     assert.deepEqual((await b.get(session.id))?.variables(), { count: 40 });
-    assert.deepEqual(jsonCodec.decode((await entity(session.id))!.val).variables, { count: 40 }, 'Datastore holds the latest');
+    assert.deepEqual(
+      jsonCodec.decode((await entity(session.id))!.val).variables,
+      { count: 40 },
+      'Datastore holds the latest',
+    );
   });
 
   it('loses no update with Datastore only, under concurrency', async () => {
@@ -280,7 +299,7 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
     await gae.add(session);
     const view = await gae.get(session.id);
     assert.ok(view);
-    view.set('count', 'x'.repeat(1024 * 1024) as unknown as number);
+    view.set('count', 'x'.repeat(1024 * 1024));
     await assert.rejects(gae.save(view), (error: unknown) => {
       assert.ok(error instanceof SessionTooLargeError);
       assert.match(error.message, /1 MB/);

@@ -13,7 +13,12 @@ import { createMemcacheClient } from '../../src/gaesession/memcache.js';
 import { datastorePurge } from '../../src/gaesession/purge.js';
 import { GaeStore, type GaeStoreOptions } from '../../src/gaesession/store.js';
 import type { LogFields, Logger } from '../../src/session/logger.js';
-import { sharedDatastoreEmulator, sharedMemcached, type DatastoreEmulator, type Memcached } from '../support/services.js';
+import {
+  sharedDatastoreEmulator,
+  sharedMemcached,
+  type DatastoreEmulator,
+  type Memcached,
+} from '../support/services.js';
 
 export const PROJECT_ID = 'gaesession-test';
 
@@ -30,6 +35,21 @@ export { sharedMemcached, type Memcached };
 /** A Datastore client of the test's own, to look at raw entities. */
 export function datastoreClient(): Datastore {
   return new Datastore({ projectId: PROJECT_ID });
+}
+
+/** The raw Datastore entity of a session, as stored. */
+export async function storedEntity(id: string, kind = 'sess_'): Promise<{ exp: Date; val: Buffer } | undefined> {
+  const datastore = datastoreClient();
+  const [entity] = (await datastore.get(datastore.key([kind, id]))) as [{ exp: Date; val: Buffer } | undefined];
+  return entity;
+}
+
+/** The visit count in a session's Datastore entity. */
+export async function storedCount(id: string): Promise<unknown> {
+  const entity = await storedEntity(id);
+  if (!entity) return undefined;
+  const value = JSON.parse(entity.val.toString('utf8')) as { variables: Record<string, unknown> };
+  return value.variables['count'];
 }
 
 /** A memjs client of the test's own, to look at raw items. */
@@ -53,7 +73,9 @@ export class RecordingLogger implements Logger {
     this.lines.push({ level: 'error', message, fields });
   }
   count(level: string, message: string | RegExp): number {
-    return this.lines.filter((l) => l.level === level && (typeof message === 'string' ? l.message === message : message.test(l.message))).length;
+    return this.lines.filter(
+      (l) => l.level === level && (typeof message === 'string' ? l.message === message : message.test(l.message)),
+    ).length;
   }
 }
 
@@ -105,7 +127,8 @@ export async function startGaeApp(
     logger,
     ...storeOptions,
   });
-  const purge = mode === 'off' ? undefined : datastorePurge({ datastore: datastoreClient(), kind: config.datastoreKind });
+  const purge =
+    mode === 'off' ? undefined : datastorePurge({ datastore: datastoreClient(), kind: config.datastoreKind });
   const { app, manager } = createApp({ config, store, purge, logger });
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
@@ -132,7 +155,12 @@ export interface Reply {
 export function request(
   base: string,
   path: string,
-  options: { method?: string; cookie?: string | undefined; form?: Record<string, string>; headers?: Record<string, string> } = {},
+  options: {
+    method?: string;
+    cookie?: string | undefined;
+    form?: Record<string, string>;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<Reply> {
   const body = options.form ? new URLSearchParams(options.form).toString() : undefined;
   const headers: Record<string, string> = { ...options.headers };
@@ -147,7 +175,9 @@ export function request(
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, ms: Date.now() - started }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, ms: Date.now() - started }),
+      );
     });
     req.on('error', reject);
     req.end(body);

@@ -27,7 +27,9 @@ describe('purge of expired sessions from Datastore', { skip }, () => {
   }
   async function remaining(): Promise<string[]> {
     const [entities] = await datastore.runQuery(datastore.createQuery(KIND).select('__key__'));
-    return entities.map((e: Record<string | symbol, unknown>) => String((e[datastore.KEY] as { name?: string }).name)).sort();
+    return entities
+      .map((e: Record<string | symbol, unknown>) => String((e[datastore.KEY] as { name?: string }).name))
+      .sort();
   }
 
   before(async () => {
