@@ -9,11 +9,17 @@ export class SpyStore implements Store {
   readonly lookups: string[] = [];
   /** When set, `add` throws it instead of storing. */
   failAdd: Error | undefined;
+  /**
+   * Milliseconds each get and save waits first, as a networked store would. The in-memory
+   * store answers within one tick, so without a wait concurrent requests never overlap.
+   */
+  latencyMs = 0;
 
   constructor(readonly inner: Store) {}
 
-  get(id: string): Promise<Session | undefined> {
+  async get(id: string): Promise<Session | undefined> {
     this.lookups.push(id);
+    await this.#wait();
     return this.inner.get(id);
   }
 
@@ -22,7 +28,8 @@ export class SpyStore implements Store {
     return this.inner.add(session);
   }
 
-  save(session: Session): Promise<boolean> {
+  async save(session: Session): Promise<boolean> {
+    await this.#wait();
     return this.inner.save(session);
   }
 
@@ -32,5 +39,10 @@ export class SpyStore implements Store {
 
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  #wait(): Promise<void> {
+    if (this.latencyMs <= 0) return Promise.resolve();
+    return new Promise((resolve) => setTimeout(resolve, Math.random() * this.latencyMs));
   }
 }
