@@ -22,7 +22,7 @@ interface Running {
 async function startServer(command: string, args: string[], env: Record<string, string> = {}): Promise<Running> {
   const child = spawn(command, args, {
     cwd: root,
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, PORT: '0', SESSION_STORE: 'memory', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -95,7 +95,7 @@ describe('shutdown', () => {
       `POST /demo/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
         `Content-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`,
     );
-    await new Promise((resolve) => setTimeout(resolve, 100)); // the request is in the server now
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the request is in the server now
     running.child.kill('SIGTERM');
     await waitForOutput(running, /SIGTERM received/);
     assert.equal(await canConnect(running.port), false, 'no new connections once stopping');
