@@ -142,7 +142,7 @@ function expressExchange(req: Request, res: Response): HttpExchange {
       // A later cookie of the same name (a login after a rejected cookie) replaces the earlier.
       const name = header.slice(0, header.indexOf('=') + 1);
       const others = ([] as string[])
-        .concat(res.getHeader('Set-Cookie') as string | string[] | undefined ?? [])
+        .concat((res.getHeader('Set-Cookie') as string | string[] | undefined) ?? [])
         .filter((h) => !h.startsWith(name));
       res.setHeader('Set-Cookie', [...others, header]);
     },
