@@ -97,6 +97,9 @@ abstract class Service {
     const child = this.#process;
     this.#process = undefined;
     if (!child?.pid || child.exitCode !== null) return;
+    // The child was unref'd so that it never keeps a test process alive; waiting for its exit
+    // must, or node may end the test with the promise still pending.
+    child.ref();
     const exited = new Promise((resolve) => child.once('exit', resolve));
     try {
       process.kill(-child.pid, 'SIGKILL');
