@@ -2,7 +2,8 @@
  * The whole demo in a real browser (Chromium, headless): a failed login shows its error, a
  * login counts the views 1, 2, 3, the cookie is invisible to scripts, logout shows the login
  * form again, and the page raises no console error (a CSP violation would be one). The same
- * walk runs with the in-memory store and with memcache + a synchronous Datastore backup.
+ * walk runs with the in-memory store, with memcache + a synchronous Datastore backup, and with
+ * Datastore alone.
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
@@ -182,28 +183,40 @@ describe('the demo in a real browser', { skip: noBrowser }, () => {
     if (!existsSync(docs) || process.env['UPDATE_SCREENSHOTS'] === '1') copyFileSync(shot, docs);
   });
 
-  const services = missing('memcached', 'datastore-emulator');
-  it('works with memcache and a synchronous Datastore backup', { skip: services }, async (t) => {
-    const memcached = await sharedMemcached();
-    const emulator = await sharedDatastoreEmulator();
-    await memcached.flush();
-    await emulator.reset();
-    // The Google client reads these from the process environment.
-    const restoreEnv = setEnv({
-      DATASTORE_EMULATOR_HOST: emulator.address,
-      DATASTORE_PROJECT_ID: 'e2e-test',
-      GOOGLE_CLOUD_PROJECT: 'e2e-test',
-    });
-    try {
-      const env = { SESSION_STORE: 'memcache', SESSION_DATASTORE: 'sync', MEMCACHE_SERVERS: memcached.address };
-      const demo = await startDemo(env);
+  /** The App Engine store's modes, on the run's memcached and Datastore emulator. */
+  const appEngineStores: [string, (memcached: string) => Record<string, string>][] = [
+    [
+      'memcache and a synchronous Datastore backup',
+      (memcached) => ({
+        SESSION_STORE: 'memcache',
+        SESSION_DATASTORE: 'sync',
+        MEMCACHE_SERVERS: memcached,
+      }),
+    ],
+    ['Datastore only', () => ({ SESSION_STORE: 'datastore' })],
+  ];
+  for (const [name, storeEnv] of appEngineStores) {
+    it(`works with ${name}`, { skip: missing('memcached', 'datastore-emulator') }, async (t) => {
+      const memcached = await sharedMemcached();
+      const emulator = await sharedDatastoreEmulator();
+      await memcached.flush();
+      await emulator.reset();
+      // The Google client reads these from the process environment.
+      const restoreEnv = setEnv({
+        DATASTORE_EMULATOR_HOST: emulator.address,
+        DATASTORE_PROJECT_ID: 'e2e-test',
+        GOOGLE_CLOUD_PROJECT: 'e2e-test',
+      });
       try {
-        await walkThroughDemo(t, browser, demo);
+        const demo = await startDemo(storeEnv(memcached.address));
+        try {
+          await walkThroughDemo(t, browser, demo);
+        } finally {
+          await demo.stop();
+        }
       } finally {
-        await demo.stop();
+        restoreEnv();
       }
-    } finally {
-      restoreEnv();
-    }
-  });
+    });
+  }
 });
