@@ -65,7 +65,10 @@ function errorHandler(logger: Logger) {
           : status < 500 && error instanceof Error
             ? error.message
             : 'Something went wrong.';
-    res.status(status).type('text/plain').send(message + '\n');
+    res
+      .status(status)
+      .type('text/plain')
+      .send(message + '\n');
   };
 }
 

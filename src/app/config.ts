@@ -60,7 +60,9 @@ export function loadConfig(env: Env = process.env): Config {
   const store = oneOf<StoreKind>('SESSION_STORE', 'memory', ['memory', 'memcache', 'datastore']);
   const datastore = oneOf<DatastoreMode>('SESSION_DATASTORE', 'sync', ['off', 'sync', 'async']);
 
-  const servers = read('MEMCACHE_SERVERS', '127.0.0.1:11211').split(',').map((s) => s.trim());
+  const servers = read('MEMCACHE_SERVERS', '127.0.0.1:11211')
+    .split(',')
+    .map((s) => s.trim());
   for (const server of servers) {
     if (!/^[^\s:,]+:\d{1,5}$/.test(server) || Number(server.split(':').pop()) > 65535) {
       throw new ConfigError(`MEMCACHE_SERVERS must be a comma-separated list of host:port (got "${server}")`);
@@ -68,12 +70,14 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const keyPrefix = env['SESSION_KEY_PREFIX'] ?? '';
-  if (/[\s\x00-\x1f\x7f]/.test(keyPrefix)) {
+  if (/[\s\p{Cc}]/u.test(keyPrefix)) {
     throw new ConfigError('SESSION_KEY_PREFIX must not contain spaces or control characters');
   }
   const room = MAX_MEMCACHE_KEY_BYTES - idLength(DEFAULT_ID_BYTES);
   if (Buffer.byteLength(keyPrefix) > room) {
-    throw new ConfigError(`SESSION_KEY_PREFIX must be at most ${room} bytes, to leave room for the session ID in a memcache key`);
+    throw new ConfigError(
+      `SESSION_KEY_PREFIX must be at most ${room} bytes, to leave room for the session ID in a memcache key`,
+    );
   }
 
   const datastoreKind = read('DATASTORE_KIND', 'sess_');
@@ -83,7 +87,9 @@ export function loadConfig(env: Env = process.env): Config {
 
   const cookieName = read('SESSION_COOKIE_NAME', 'sessid');
   if (!isValidCookieName(cookieName)) {
-    throw new ConfigError(`SESSION_COOKIE_NAME must be a cookie token (letters, digits, !#$%&'*+-.^_\`|~), got "${cookieName}"`);
+    throw new ConfigError(
+      `SESSION_COOKIE_NAME must be a cookie token (letters, digits, !#$%&'*+-.^_\`|~), got "${cookieName}"`,
+    );
   }
 
   return {
@@ -107,7 +113,8 @@ export function loadConfig(env: Env = process.env): Config {
     },
     purgeDeadlineSeconds: integer('PURGE_DEADLINE_SECONDS', 480, 1),
     shutdownGraceSeconds: integer('SHUTDOWN_GRACE_SECONDS', 5, 0),
-    demoPassword: env['DEMO_PASSWORD'] ?? 'a',
+    // Not trimmed (spaces may be part of a password); empty means unset, like every variable.
+    demoPassword: env['DEMO_PASSWORD'] || 'a',
     logLevel: oneOf<LogLevel>('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error']),
   };
 }

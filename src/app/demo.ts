@@ -69,7 +69,10 @@ export function demoRouter(options: DemoOptions): Router {
     res.redirect(303, '/demo');
   });
 
-  router.get('/purge', purgeHandler(options.purge, { deadlineSeconds: options.purgeDeadlineSeconds, logger: options.logger }));
+  router.get(
+    '/purge',
+    purgeHandler(options.purge, { deadlineSeconds: options.purgeDeadlineSeconds, logger: options.logger }),
+  );
 
   interface PageState {
     userName?: string;

@@ -26,21 +26,24 @@ export interface AppLoggerOptions {
  */
 export function createLogger(options: AppLoggerOptions): Logger {
   const write = options.write ?? ((line: string) => process.stdout.write(line + '\n'));
-  const log = (level: LogLevel) => (message: string, fields: LogFields = {}) => {
-    if (RANK[level] < RANK[options.level]) return;
-    if (options.json) {
-      const trace = requestTrace.getStore();
-      // Fields first, so none of them can replace the severity or message Cloud Logging reads.
-      const entry: LogFields = { ...fields, severity: SEVERITY[level], message };
-      if (trace && options.projectId) entry['logging.googleapis.com/trace'] = `projects/${options.projectId}/traces/${trace}`;
-      write(JSON.stringify(entry));
-    } else {
-      const extra = Object.entries(fields)
-        .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
-        .join(' ');
-      write(`${SEVERITY[level].padEnd(7)} ${message}${extra ? ' ' + extra : ''}`);
-    }
-  };
+  const log =
+    (level: LogLevel) =>
+    (message: string, fields: LogFields = {}) => {
+      if (RANK[level] < RANK[options.level]) return;
+      if (options.json) {
+        const trace = requestTrace.getStore();
+        // Fields first, so none of them can replace the severity or message Cloud Logging reads.
+        const entry: LogFields = { ...fields, severity: SEVERITY[level], message };
+        if (trace && options.projectId)
+          entry['logging.googleapis.com/trace'] = `projects/${options.projectId}/traces/${trace}`;
+        write(JSON.stringify(entry));
+      } else {
+        const extra = Object.entries(fields)
+          .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+          .join(' ');
+        write(`${SEVERITY[level].padEnd(7)} ${message}${extra ? ' ' + extra : ''}`);
+      }
+    };
   return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
 }
 
@@ -58,16 +61,18 @@ export function requestLogger(logger: Logger): RequestHandler {
     const trace = header && /^[0-9a-f]{32}$/i.test(header) ? header : undefined;
     const inTrace = (fn: () => void): void => (trace ? requestTrace.run(trace, fn) : fn());
     // 'close', not 'finish': a request whose client went away before the answer is logged too.
-    res.once('close', () => inTrace(() => {
-      const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
-      const path = req.originalUrl.split('?')[0];
-      const aborted = !res.writableFinished;
-      const fields = { method: req.method, path, status: res.statusCode, latencyMs: Math.round(latencyMs * 10) / 10 };
-      if (aborted) Object.assign(fields, { aborted });
-      const line = `${req.method} ${path} ${res.statusCode}${aborted ? ' (client gone before the answer)' : ''}`;
-      if (res.statusCode >= 500) logger.error(line, fields);
-      else logger.info(line, fields);
-    }));
+    res.once('close', () =>
+      inTrace(() => {
+        const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+        const path = req.originalUrl.split('?')[0];
+        const aborted = !res.writableFinished;
+        const fields = { method: req.method, path, status: res.statusCode, latencyMs: Math.round(latencyMs * 10) / 10 };
+        if (aborted) Object.assign(fields, { aborted });
+        const line = `${req.method} ${path} ${res.statusCode}${aborted ? ' (client gone before the answer)' : ''}`;
+        if (res.statusCode >= 500) logger.error(line, fields);
+        else logger.info(line, fields);
+      }),
+    );
     inTrace(next);
   };
 }

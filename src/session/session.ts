@@ -54,9 +54,7 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
   }
 
   /** A brand-new session, not yet stored. */
-  static create<C extends Attributes, V extends Attributes>(
-    options: NewSessionOptions<C, V>,
-  ): Session<C, V> {
+  static create<C extends Attributes, V extends Attributes>(options: NewSessionOptions<C, V>): Session<C, V> {
     const now = options.now ?? Date.now();
     const record: SessionRecord = {
       id: options.id,
@@ -65,7 +63,7 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
       timeout: options.timeoutSeconds,
       version: 1,
       constants: structuredClone(options.constants ?? {}),
-      variables: structuredClone(options.variables ?? {}) as Attributes,
+      variables: structuredClone(options.variables ?? {}),
     };
     return new Session<C, V>(record, true);
   }
@@ -78,9 +76,7 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
   }
 
   /** Parses what `JSON.stringify(session)` produced. */
-  static fromJSON<C extends Attributes = Attributes, V extends Attributes = Attributes>(
-    json: string,
-  ): Session<C, V> {
+  static fromJSON<C extends Attributes = Attributes, V extends Attributes = Attributes>(json: string): Session<C, V> {
     return Session.fromRecord<C, V>(parseRecord(json));
   }
 

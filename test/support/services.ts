@@ -137,10 +137,7 @@ export class DatastoreEmulator extends Service {
   protected command(): [string, string[]] {
     const binary = emulatorBinary();
     if (!binary) throw new Error(INSTALL_HINT['datastore-emulator']);
-    return [
-      binary,
-      ['start', '--host=127.0.0.1', `--port=${this.port}`, '--store_on_disk=false', '--consistency=1.0'],
-    ];
+    return [binary, ['start', '--host=127.0.0.1', `--port=${this.port}`, '--store_on_disk=false', '--consistency=1.0']];
   }
   protected async ready(): Promise<boolean> {
     try {

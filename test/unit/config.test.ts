@@ -178,6 +178,11 @@ describe('configuration', () => {
 
   it('DEMO_PASSWORD sets the demo password', () => {
     assert.equal(loadConfig({ DEMO_PASSWORD: 's3cret' }).demoPassword, 's3cret');
+    assert.equal(loadConfig({ DEMO_PASSWORD: ' spaced ' }).demoPassword, ' spaced ');
+  });
+
+  it('an empty DEMO_PASSWORD means the default, not "no password"', () => {
+    assert.equal(loadConfig({ DEMO_PASSWORD: '' }).demoPassword, 'a');
   });
 
   describe('LOG_LEVEL', () => {
