@@ -56,7 +56,9 @@ function errorHandler(logger: Logger) {
       return;
     }
     const status = httpStatus(error);
-    if (status >= 500) logger.error('request failed', { error: error instanceof Error ? error.stack : String(error) });
+    // A message that is a stack trace is what Cloud Error Reporting picks up from the logs.
+    if (status >= 500)
+      logger.error(error instanceof Error && error.stack ? error.stack : `request failed: ${String(error)}`);
     const message =
       error instanceof StoreUnavailableError
         ? 'Sessions are unavailable right now; please try again in a moment.'
