@@ -211,6 +211,7 @@ export class GaeStore implements Store {
     this.#closed ??= (async () => {
       await this.#writer.close(this.#closeGraceMs);
       this.#memcache?.close();
+      // Datastore has no public close; its gRPC clients do, and an open channel keeps a process alive.
       const clients = (this.#datastoreClient as { clients_?: Map<string, { close(): Promise<void> }> } | undefined)
         ?.clients_;
       for (const client of clients?.values() ?? []) await client.close().catch(() => {});
