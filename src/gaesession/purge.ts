@@ -60,7 +60,7 @@ export interface PurgeExpiredOptions {
   batchSize?: number | undefined;
   /** "Expired" means `exp` before this time (epoch ms; default now). */
   now?: number | undefined;
-  /** Bound of each Datastore call, in ms (default 30000): a dead Datastore fails the run instead of hanging it. */
+  /** Bound of each Datastore call, in ms (default 10000): a dead Datastore fails the run instead of hanging it. */
   callTimeoutMs?: number | undefined;
 }
 
@@ -76,7 +76,7 @@ export async function purgeExpired(options: PurgeExpiredOptions): Promise<PurgeR
   const batchSize = Math.min(options.batchSize ?? MAX_PURGE_BATCH, MAX_PURGE_BATCH);
   const now = new Date(options.now ?? Date.now());
   // A deadline per call (runQuery's retry settings refuse an extra maxRetries).
-  const gaxOptions = { timeout: options.callTimeoutMs ?? 30_000 };
+  const gaxOptions = { timeout: options.callTimeoutMs ?? 10_000 };
   let deleted = 0;
   for (;;) {
     // Keys only: the purge never needs a session's contents, and key reads are the cheapest.
