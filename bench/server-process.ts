@@ -19,6 +19,8 @@ export interface CpuAndCalls {
   /** User + system CPU time of the server process, microseconds. */
   cpuMicros: number;
   datastore: Record<string, number>;
+  /** The server's monotonic clock (what V8's CPU profiles count in), microseconds. */
+  clockMicros: number;
 }
 
 /** A benchmark server (bench/server.ts, compiled by `buildServers`) running one variant, pinned to core 0. */
@@ -90,7 +92,11 @@ export class ServerProcess {
     return new Promise((resolve, reject) => {
       this.#waiting.push((reply) => {
         if (reply.type !== 'stats') return reject(new Error(`unexpected ${reply.type}`));
-        resolve({ cpuMicros: reply.cpu.user + reply.cpu.system, datastore: reply.datastore });
+        resolve({
+          cpuMicros: reply.cpu.user + reply.cpu.system,
+          datastore: reply.datastore,
+          clockMicros: reply.clockMicros,
+        });
       });
       this.#child.send(message);
     });
