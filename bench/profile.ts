@@ -162,8 +162,8 @@ function where(frame: CallFrame): string {
   if (frame.url.startsWith('node:')) return `${frame.url}:${frame.lineNumber + 1}`;
   const file = frame.url.replace(/^file:\/\//, '');
   // Compiled by bench/tsconfig.json: tsc keeps the TypeScript's lines nearly as they were.
-  const relative = file.startsWith(BUILD) ? path.relative(BUILD, file) : path.relative(ROOT, file);
-  return `${relative.replace(/\.js$/, '.ts')}:${frame.lineNumber + 1}`;
+  if (!file.startsWith(BUILD)) return `${path.relative(ROOT, file)}:${frame.lineNumber + 1}`;
+  return `${path.relative(BUILD, file).replace(/\.js$/, '.ts')}:${frame.lineNumber + 1}`;
 }
 
 /** Who owns the time: our src/, a package in node_modules, Node's own JavaScript, or V8. */
