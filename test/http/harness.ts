@@ -10,6 +10,7 @@ import { sessionIdValidator } from '../../src/session/id.js';
 import { silentLogger, type Logger } from '../../src/session/logger.js';
 import { MemoryStore } from '../../src/session/memory-store.js';
 import { SpyStore } from '../support/spy-store.js';
+import { parseSetCookie, type SetCookie } from '../support/set-cookie.js';
 
 export interface TestApp {
   base: string;
@@ -83,25 +84,11 @@ export function post(
   });
 }
 
-export interface SetCookie {
-  name: string;
-  value: string;
-  /** Attribute names lower-cased; flags map to ''. */
-  attributes: Map<string, string>;
-}
+export type { SetCookie };
 
 /** Every Set-Cookie header of a response, parsed. */
 export function setCookies(response: Response): SetCookie[] {
-  return response.headers.getSetCookie().map((header) => {
-    const [pair = '', ...rest] = header.split(';').map((part) => part.trim());
-    const eq = pair.indexOf('=');
-    const attributes = new Map<string, string>();
-    for (const part of rest) {
-      const at = part.indexOf('=');
-      attributes.set((at < 0 ? part : part.slice(0, at)).toLowerCase(), at < 0 ? '' : part.slice(at + 1));
-    }
-    return { name: pair.slice(0, eq), value: pair.slice(eq + 1), attributes };
-  });
+  return response.headers.getSetCookie().map(parseSetCookie);
 }
 
 /** The one session cookie a response sets (fails when it sets none or several). */

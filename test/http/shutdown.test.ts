@@ -4,9 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import { canConnect } from '../support/services.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -48,17 +49,6 @@ async function startServer(command: string, args: string[], env: Record<string, 
 
 async function waitForOutput(running: Running, pattern: RegExp): Promise<void> {
   while (!pattern.test(running.output())) await new Promise((resolve) => setTimeout(resolve, 10));
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 const tsxServer = (): [string, string[]] => [process.execPath, ['--import', 'tsx', 'src/app/server.ts']];

@@ -1,21 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { clearingCookie, isValidCookieName, sessionCookie, type CookieOptions } from '../../src/session/cookie.js';
+import { parseSetCookie as parse } from '../support/set-cookie.js';
 
 const options: CookieOptions = { name: 'sessid', maxAgeSeconds: 2_592_000, secure: 'auto' };
 const ID = 'AbCdEfGhIjKlMnOpQrStUv-_';
-
-/** Splits a Set-Cookie header into its name=value and its attributes (lower-cased names). */
-function parse(header: string): { name: string; value: string; attributes: Map<string, string> } {
-  const [pair = '', ...rest] = header.split(';').map((part) => part.trim());
-  const eq = pair.indexOf('=');
-  const attributes = new Map<string, string>();
-  for (const part of rest) {
-    const at = part.indexOf('=');
-    attributes.set((at < 0 ? part : part.slice(0, at)).toLowerCase(), at < 0 ? '' : part.slice(at + 1));
-  }
-  return { name: pair.slice(0, eq), value: pair.slice(eq + 1), attributes };
-}
 
 describe('session cookie', () => {
   it('carries the name, the bare ID and every attribute SPEC asks for', () => {
