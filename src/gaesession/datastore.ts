@@ -181,9 +181,10 @@ export class DatastoreTier {
   #transaction<T>(what: string, body: (transaction: Transaction) => Promise<T>): Promise<T> {
     return this.#bounded(what, async () => {
       for (let attempt = 1; ; attempt++) {
+        // No `run()`: the transaction begins with its first read (a lookup that asks for a new
+        // transaction), which saves the beginTransaction round trip on every changed view.
         const transaction = this.#datastore.transaction();
         try {
-          await transaction.run({ gaxOptions: this.#gax });
           const result = await body(transaction);
           const [response] = await transaction.commit(this.#gax);
           this.writes += response.mutationResults?.length ?? 0;
