@@ -64,11 +64,16 @@ export interface PurgeExpiredOptions {
   callTimeoutMs?: number | undefined;
 }
 
+/** Deletes sent at once: the query pages on while earlier pages are being deleted. */
+const DELETES_IN_FLIGHT = 4;
+
 /**
  * Deletes expired session entities (the work of the Go `PurgeExpiredSessFromDSFunc`): a
- * keys-only query for `exp < now`, deleted in batches, until none is left or the deadline
- * passes. At least one batch runs per call, so repeated calls always finish the job. Errors
- * propagate (the handler answers 500); nothing here loops on a failure.
+ * keys-only query for `exp < now`, read page by page with its cursor (a fresh query would
+ * walk past the index entries just deleted), each page deleted in one commit while the next is
+ * read, until none is left or the deadline passes. At least one page is processed per call,
+ * so repeated calls always finish the job. An error ends the run and propagates (the handler
+ * answers 500): nothing here loops on a failure.
  */
 export async function purgeExpired(options: PurgeExpiredOptions): Promise<PurgeResult> {
   const { datastore } = options;
@@ -78,21 +83,43 @@ export async function purgeExpired(options: PurgeExpiredOptions): Promise<PurgeR
   // A deadline per call (runQuery's retry settings refuse an extra maxRetries).
   const gaxOptions = { timeout: options.callTimeoutMs ?? 10_000 };
   let deleted = 0;
-  for (;;) {
-    // Keys only: the purge never needs a session's contents, and key reads are the cheapest.
-    const query = datastore
-      .createQuery(kind)
-      .filter(new PropertyFilter('exp', '<', now))
-      .select('__key__')
-      .limit(batchSize);
-    const [entities] = await datastore.runQuery(query, { gaxOptions });
-    const keys = entities.map((entity: Record<string | symbol, unknown>) => entity[datastore.KEY] as Key);
-    if (keys.length === 0) return { completed: true, deleted };
-    await datastore.delete(keys, gaxOptions);
-    deleted += keys.length;
-    if (keys.length < batchSize) return { completed: true, deleted };
-    if (Date.now() >= options.deadline) return { completed: false, deleted };
+  let failure: Error | undefined;
+  const inFlight = new Set<Promise<void>>();
+  const deletePage = (keys: Key[]): void => {
+    const done: Promise<void> = datastore.delete(keys, gaxOptions).then(
+      () => void (deleted += keys.length),
+      (error: unknown) => void (failure ??= error instanceof Error ? error : new Error(String(error))),
+    );
+    inFlight.add(done);
+    void done.finally(() => inFlight.delete(done));
+  };
+
+  let completed = false;
+  let cursor: string | undefined;
+  try {
+    while (failure === undefined) {
+      // Keys only: the purge never needs a session's contents, and key reads are the cheapest.
+      let query = datastore
+        .createQuery(kind)
+        .filter(new PropertyFilter('exp', '<', now))
+        .select('__key__');
+      query = (cursor ? query.start(cursor) : query).limit(batchSize);
+      const [entities, info] = await datastore.runQuery(query, { gaxOptions });
+      const keys = entities.map((entity: Record<string | symbol, unknown>) => entity[datastore.KEY] as Key);
+      if (keys.length > 0) deletePage(keys);
+      if (keys.length < batchSize || !info.endCursor) {
+        completed = true;
+        break;
+      }
+      cursor = info.endCursor;
+      if (Date.now() >= options.deadline) break;
+      if (inFlight.size >= DELETES_IN_FLIGHT) await Promise.race(inFlight);
+    }
+  } finally {
+    await Promise.all(inFlight);
   }
+  if (failure !== undefined) throw failure;
+  return { completed, deleted };
 }
 
 /** A `PurgeFunction` over a Datastore client, for `purgeHandler`. */
