@@ -35,6 +35,8 @@ export const MAX_MEMCACHE_KEY_BYTES = 250;
 
 type Env = Record<string, string | undefined>;
 
+const DAY = 24 * 60 * 60;
+
 /** Reads the configuration from environment variables (see README for the table). */
 export function loadConfig(env: Env = process.env): Config {
   const read = (name: string, fallback: string): string => {
@@ -105,14 +107,17 @@ export function loadConfig(env: Env = process.env): Config {
     datastoreKind,
     asyncWriteIntervalMs: integer('DATASTORE_ASYNC_INTERVAL_MS', 2000, 0, 600_000),
     keyPrefix,
-    timeoutSeconds: integer('SESSION_TIMEOUT_SECONDS', 1800, 1),
+    // A year at most: longer is surely a mistake, and memcached's expiry field must hold it.
+    timeoutSeconds: integer('SESSION_TIMEOUT_SECONDS', 1800, 1, 365 * DAY),
     cookie: {
       name: cookieName,
-      maxAgeSeconds: integer('SESSION_COOKIE_MAX_AGE_SECONDS', 2_592_000, 1),
+      // Browsers cap Max-Age at 400 days.
+      maxAgeSeconds: integer('SESSION_COOKIE_MAX_AGE_SECONDS', 2_592_000, 1, 400 * DAY),
       secure: oneOf<SecurePolicy>('SESSION_COOKIE_SECURE', 'auto', ['auto', 'always', 'never']),
     },
-    purgeDeadlineSeconds: integer('PURGE_DEADLINE_SECONDS', 480, 1),
-    shutdownGraceSeconds: integer('SHUTDOWN_GRACE_SECONDS', 5, 0),
+    // App Engine ends a cron request after 10 minutes.
+    purgeDeadlineSeconds: integer('PURGE_DEADLINE_SECONDS', 480, 1, 600),
+    shutdownGraceSeconds: integer('SHUTDOWN_GRACE_SECONDS', 5, 0, 3600),
     // Not trimmed (spaces may be part of a password); empty means unset, like every variable.
     demoPassword: env['DEMO_PASSWORD'] || 'a',
     logLevel: oneOf<LogLevel>('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error']),

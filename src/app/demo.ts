@@ -3,6 +3,7 @@ import express, { Router, type Request, type Response } from 'express';
 import type { PurgeFunction } from '../gaesession/purge.js';
 import { purgeHandler } from '../gaesession/purge.js';
 import type { Logger } from '../session/logger.js';
+import { StoreUnavailableError } from '../session/store.js';
 import { rejectCrossSite } from './security.js';
 
 /** What the demo keeps in a session: the user name never changes, the count does. */
@@ -65,6 +66,9 @@ export function demoRouter(options: DemoOptions): Router {
 
   router.post('/logout', ...forms, async (req, res) => {
     const session = await req.sessions.get();
+    // The store could not say whether the cookie names a session: claiming a logout here
+    // would leave the session alive behind the user's back. 503, and the cookie stays for a retry.
+    if (!session && req.sessions.unavailable) throw new StoreUnavailableError('could not reach the session store');
     if (session) await req.sessions.remove(session);
     res.redirect(303, '/demo');
   });

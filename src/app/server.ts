@@ -72,8 +72,9 @@ function stopOnSignals(server: Server, manager: Manager, graceSeconds: number, l
       );
     });
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  // `on`, not `once`: a second signal during the drain must not kill the process by default.
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 // Run when started as a program (node dist/app/server.js), not when imported by tests.

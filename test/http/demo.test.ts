@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { newSessionId } from '../../src/session/id.js';
+import { StoreUnavailableError } from '../../src/session/store.js';
 import {
   clearsCookie,
   get,
@@ -274,6 +275,44 @@ describe('demo over HTTP (in-memory store)', () => {
     const response = await get(app, '/static/style.css');
     assert.equal(response.status, 200);
     assert.match(response.headers.get('content-type') ?? '', /^text\/css/);
+  });
+});
+
+describe('the demo while the session store is unreachable', () => {
+  let app: TestApp;
+  before(async () => (app = await startApp()));
+  after(() => app.close());
+
+  it('renders a logged-in user as anonymous with a notice, and keeps the cookie for later', async () => {
+    const id = await login(app, 'ann');
+    app.store.failGet = new StoreUnavailableError('down for the test');
+    try {
+      const response = await get(app, '/demo', { Cookie: `sessid=${id}` });
+      const html = await response.text();
+      assert.equal(response.status, 200);
+      assert.match(html, LOGIN_FORM);
+      assert.notEqual(testId(html, 'store-unavailable'), undefined);
+      assert.deepEqual(response.headers.getSetCookie(), [], 'the cookie is not cleared: the session may be fine');
+    } finally {
+      app.store.failGet = undefined;
+    }
+    assert.equal(testId((await view(app, id)).html, 'visit-count'), '1', 'back when the store is');
+  });
+
+  it('answers a logout it cannot carry out with 503, and the session can be logged out afterwards', async () => {
+    const id = await login(app, 'bob');
+    app.store.failGet = new StoreUnavailableError('down for the test');
+    try {
+      const response = await post(app, '/demo/logout', {}, { Cookie: `sessid=${id}` });
+      assert.equal(response.status, 503);
+      assert.deepEqual(response.headers.getSetCookie(), [], 'the cookie stays, so the logout can be retried');
+    } finally {
+      app.store.failGet = undefined;
+    }
+    const retried = await post(app, '/demo/logout', {}, { Cookie: `sessid=${id}` });
+    assert.equal(retried.status, 303);
+    assert.ok(clearsCookie(sessionCookieOf(retried)));
+    assert.match((await view(app, id)).html, LOGIN_FORM, 'the session is gone');
   });
 });
 

@@ -9,6 +9,8 @@ export class SpyStore implements Store {
   readonly lookups: string[] = [];
   /** When set, `add` throws it instead of storing. */
   failAdd: Error | undefined;
+  /** When set, `get` throws it (a backend outage) instead of looking. */
+  failGet: Error | undefined;
   /**
    * Milliseconds each get and save waits first, as a networked store would. The in-memory
    * store answers within one tick, so without a wait concurrent requests never overlap.
@@ -20,6 +22,7 @@ export class SpyStore implements Store {
   async get(id: string): Promise<Session | undefined> {
     this.lookups.push(id);
     await this.#wait();
+    if (this.failGet) throw this.failGet;
     return this.inner.get(id);
   }
 

@@ -129,19 +129,21 @@ describe('configuration', () => {
     });
   });
 
-  for (const [variable, read, fallback] of [
-    ['SESSION_TIMEOUT_SECONDS', (c) => c.timeoutSeconds, 1800],
-    ['SESSION_COOKIE_MAX_AGE_SECONDS', (c) => c.cookie.maxAgeSeconds, 2_592_000],
-    ['PURGE_DEADLINE_SECONDS', (c) => c.purgeDeadlineSeconds, 480],
-  ] as const satisfies readonly (readonly [string, (c: ReturnType<typeof loadConfig>) => number, number])[]) {
+  for (const [variable, read, fallback, max] of [
+    ['SESSION_TIMEOUT_SECONDS', (c) => c.timeoutSeconds, 1800, 365 * 86400],
+    ['SESSION_COOKIE_MAX_AGE_SECONDS', (c) => c.cookie.maxAgeSeconds, 2_592_000, 400 * 86400],
+    ['PURGE_DEADLINE_SECONDS', (c) => c.purgeDeadlineSeconds, 480, 600],
+  ] as const satisfies readonly (readonly [string, (c: ReturnType<typeof loadConfig>) => number, number, number])[]) {
     describe(variable, () => {
-      it(`takes a positive whole number (default ${fallback})`, () => {
+      it(`takes a whole number from 1 to ${max} (default ${fallback})`, () => {
         assert.equal(read(loadConfig({})), fallback);
         assert.equal(read(loadConfig({ [variable]: '1' })), 1);
-        assert.equal(read(loadConfig({ [variable]: '86400' })), 86400);
+        assert.equal(read(loadConfig({ [variable]: '600' })), 600);
+        assert.equal(read(loadConfig({ [variable]: String(max) })), max);
       });
-      it('refuses zero, negatives, fractions and text', () => {
-        for (const bad of ['0', '-5', '1.5', 'ten', '30s', '1e3']) refuses(variable, bad);
+      it('refuses zero, negatives, fractions, text and values past its limit', () => {
+        for (const bad of ['0', '-5', '1.5', 'ten', '30s', '1e3', String(max + 1), '5000000000'])
+          refuses(variable, bad);
       });
     });
   }
