@@ -34,6 +34,8 @@ const runner = spawn(
   ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
   { stdio: 'inherit', env },
 );
+// Ctrl-C or a timeout's SIGTERM: pass it to the runner first (services.ts then stops the servers).
+for (const signal of ['SIGINT', 'SIGTERM']) process.prependListener(signal, () => runner.kill(signal));
 const code = await new Promise((resolve) => runner.on('exit', (status, signal) => resolve(status ?? (signal ? 1 : 0))));
 for (const service of started) await service.stop();
 process.exit(code);

@@ -82,6 +82,7 @@ abstract class Service {
     this.#workDir = cwd;
     const child = spawn(command, args, { detached: true, stdio: 'ignore', cwd });
     this.#process = child;
+    killAtExit(child);
     child.unref();
     const until = Date.now() + timeoutMs;
     while (!(await this.ready())) {
@@ -170,7 +171,7 @@ export async function startDatastoreEmulator(): Promise<DatastoreEmulator> {
 export async function sharedMemcached(): Promise<Memcached> {
   const given = process.env['TEST_MEMCACHED'];
   if (given) return new Memcached(Number(given.split(':')[1]));
-  sharedMemcachedInstance ??= startMemcached().then(stopAtExit);
+  sharedMemcachedInstance ??= startMemcached();
   return sharedMemcachedInstance;
 }
 let sharedMemcachedInstance: Promise<Memcached> | undefined;
@@ -179,15 +180,42 @@ let sharedMemcachedInstance: Promise<Memcached> | undefined;
 export async function sharedDatastoreEmulator(): Promise<DatastoreEmulator> {
   const given = process.env['TEST_DATASTORE_EMULATOR'];
   if (given) return new DatastoreEmulator(Number(given.split(':')[1]));
-  sharedEmulatorInstance ??= startDatastoreEmulator().then(stopAtExit);
+  sharedEmulatorInstance ??= startDatastoreEmulator();
   return sharedEmulatorInstance;
 }
 let sharedEmulatorInstance: Promise<DatastoreEmulator> | undefined;
 
-function stopAtExit<S extends Service>(service: S): S {
-  // SIGKILL of the whole group is synchronous enough for an exit handler.
-  process.once('exit', () => void service.stop());
-  return service;
+/**
+ * The servers started by this process and not yet stopped. They run in process groups of
+ * their own (so that stop() ends the launcher and the JVM alike), which also means nothing
+ * ends them when this process ends: these handlers do, at exit and on Ctrl-C or SIGTERM.
+ */
+const running = new Set<ChildProcess>();
+let killersInstalled = false;
+
+function killAtExit(child: ChildProcess): void {
+  if (!killersInstalled) {
+    killersInstalled = true;
+    process.once('exit', killAll);
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        killAll();
+        process.exit(130);
+      });
+    }
+  }
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
+
+function killAll(): void {
+  for (const child of running) {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */
