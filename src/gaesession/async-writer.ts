@@ -3,7 +3,7 @@ import type { SessionRecord } from '../session/session.js';
 
 export interface AsyncWriterOptions {
   /** Writes one session's state to Datastore (the store's conditional backup write). */
-  write: (record: SessionRecord, isNew: boolean) => Promise<void>;
+  write: (record: SessionRecord, isNew: boolean) => Promise<unknown>;
   /** Least time between two writes of one session, in ms (default 2000). */
   intervalMs?: number | undefined;
   /** Attempts per state before it is given up and logged as lost (default 3). */

@@ -30,8 +30,11 @@ export interface DatastoreTierOptions {
   logger?: Logger | undefined;
 }
 
-/** What a conditional backup write did. */
-export type BackupResult = 'written' | 'skipped';
+/**
+ * What a conditional backup write did. `newer`: Datastore holds a newer state than the record
+ * (saved there while memcache was down, so the memcache copy the record was built on is stale).
+ */
+export type BackupResult = { status: 'written' } | { status: 'skipped' } | { status: 'newer'; record: SessionRecord };
 
 /** gRPC status ABORTED: a transaction lost a race with another one; worth retrying. */
 const ABORTED = 10;
@@ -107,20 +110,24 @@ export class DatastoreTier {
    * newer version of the session. When the entity is missing and the record is not the
    * session's first, the session may have been removed (logout) since the record was made:
    * `stillLive` (memcache still has it) decides, so a late write never undoes a logout.
+   * A stored state that is newer, or of the same version but different, is returned: the
+   * record was built on a stale memcache copy, and the caller decides what to replay.
    */
   async backup(record: SessionRecord, isNew: boolean, stillLive: () => Promise<boolean>): Promise<BackupResult> {
     const entity = this.#entity(record);
-    return this.#transaction('backup', async (transaction) => {
+    return this.#transaction('backup', async (transaction): Promise<BackupResult> => {
       const stored = await this.#read(transaction, record.id);
       if (stored) {
-        const older =
-          stored.version > record.version || (stored.version === record.version && stored.accessed >= record.accessed);
-        if (older) return 'skipped';
+        if (stored.version > record.version) return { status: 'newer', record: stored };
+        if (stored.version === record.version) {
+          if (!sameState(stored, record)) return { status: 'newer', record: stored };
+          if (stored.accessed >= record.accessed) return { status: 'skipped' };
+        }
       } else if (!isNew && !(await stillLive())) {
-        return 'skipped';
+        return { status: 'skipped' };
       }
       transaction.save(entity);
-      return 'written';
+      return { status: 'written' };
     });
   }
 
@@ -225,6 +232,11 @@ export class DatastoreTier {
       clearTimeout(timer);
     }
   }
+}
+
+/** Two records of one version with different attributes come from diverging writers. */
+function sameState(a: SessionRecord, b: SessionRecord): boolean {
+  return JSON.stringify([a.constants, a.variables]) === JSON.stringify([b.constants, b.variables]);
 }
 
 function grpcCode(error: unknown): number | undefined {

@@ -95,6 +95,8 @@ export interface MemcacheTierOptions {
   /** After a failure, calls fail at once for this long (ms, default 3000) instead of each waiting. */
   retryAfterMs?: number | undefined;
   logger?: Logger | undefined;
+  /** Called when memcache answers again after an outage. */
+  onRecovered?: (() => void) | undefined;
 }
 
 /**
@@ -111,6 +113,7 @@ export class MemcacheTier {
   readonly #callTimeoutMs: number;
   readonly #retryAfterMs: number;
   readonly #logger: Logger;
+  readonly #onRecovered: (() => void) | undefined;
   #downUntil = 0;
   #down = false;
   /** Requests sent to memcached, for tests and benchmarks. */
@@ -123,6 +126,7 @@ export class MemcacheTier {
     this.#callTimeoutMs = options.callTimeoutMs ?? 1000;
     this.#retryAfterMs = options.retryAfterMs ?? 3000;
     this.#logger = options.logger ?? silentLogger;
+    this.#onRecovered = options.onRecovered;
   }
 
   /** The memcache key of a session. */
@@ -271,6 +275,7 @@ export class MemcacheTier {
     if (!this.#down) return;
     this.#down = false;
     this.#logger.info('memcache reachable again');
+    this.#onRecovered?.();
   }
 
   close(): void {

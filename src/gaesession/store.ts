@@ -5,7 +5,7 @@ import { Session, type SessionRecord } from '../session/session.js';
 import { StoreUnavailableError, type Store } from '../session/store.js';
 import { AsyncWriter } from './async-writer.js';
 import { jsonCodec, type Codec } from './codec.js';
-import { DatastoreTier } from './datastore.js';
+import { DatastoreTier, type BackupResult } from './datastore.js';
 import { MemcacheTier } from './memcache.js';
 
 /** When the Datastore copy of a memcache session is written: before the response, or after it. */
@@ -49,6 +49,8 @@ export interface GaeStoreStats {
 
 /** Attempts of a memcache compare-and-set before a save gives up under contention. */
 const CAS_ATTEMPTS = 20;
+/** How many sessions saved during a memcache outage are remembered, to drop their stale memcache copies. */
+const MAX_STALE_IDS = 10_000;
 
 /**
  * Too many requests changed one session at once. Unlike memcache being down, this must not
@@ -81,6 +83,13 @@ export class GaeStore implements Store {
   readonly #datastoreClient: Datastore | undefined;
   /** The CAS value of the memcache item each session was read from: what its save presents. */
   readonly #cas = new WeakMap<Session, Buffer>();
+  /**
+   * Sessions saved in Datastore only while memcache was down (in insertion order, bounded):
+   * memcache may still hold an older copy, which must be deleted before memcache is read again.
+   */
+  readonly #staleInMemcache = new Set<string>();
+  /** Deletions of those copies under way, shared by whoever needs one to finish. */
+  readonly #dropping = new Map<string, Promise<void>>();
   #closed: Promise<void> | undefined;
 
   constructor(options: GaeStoreOptions) {
@@ -97,6 +106,7 @@ export class GaeStore implements Store {
         callTimeoutMs: options.memcacheCallTimeoutMs,
         retryAfterMs: options.memcacheRetryAfterMs,
         logger: this.#logger,
+        onRecovered: () => void this.#dropStaleCopies(),
       });
     this.#datastore =
       options.datastore &&
@@ -131,6 +141,7 @@ export class GaeStore implements Store {
     let memcacheDown: StoreUnavailableError | undefined;
     if (this.#memcache) {
       try {
+        await this.#dropStaleCopy(this.#memcache, id);
         const hit = await this.#memcache.getAndTouch(id, this.#timeoutSeconds);
         if (hit) {
           // The GAT restarted the item's expiry with the store's timeout; a session made with another one gets its own.
@@ -171,6 +182,8 @@ export class GaeStore implements Store {
         if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
         // memcache is down but Datastore is on: the next request falls back to Datastore
         // after its memcache miss, so storing it there (synchronously) makes the login work.
+        // The ADD may have landed all the same: that copy would go stale as Datastore moves on.
+        this.#noteStaleInMemcache(record.id);
       }
     }
     const datastore = this.#datastore as DatastoreTier;
@@ -189,6 +202,7 @@ export class GaeStore implements Store {
       if (!(error instanceof StoreUnavailableError) || error instanceof ContentionError || !this.#datastore)
         throw error;
       // memcache is down: Datastore is the session's home until it is back.
+      this.#noteStaleInMemcache(session.id);
       return this.#saveInDatastore(session, now);
     }
   }
@@ -230,9 +244,12 @@ export class GaeStore implements Store {
 
   /** CAS loop: write the session over the state it was read from, replaying its changes on conflict. */
   async #saveInMemcache(memcache: MemcacheTier, session: Session, now: number): Promise<boolean> {
+    /** What this request wrote to memcache before finding Datastore ahead of it. */
+    let firstWrite: SessionRecord | undefined;
     for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt++) {
       let cas = this.#cas.get(session);
       if (!cas) {
+        await this.#dropStaleCopy(memcache, session.id);
         const latest = await memcache.getAndTouch(session.id, this.#timeoutSeconds);
         if (!latest) return this.#saveAfterMiss(session, now);
         session.rebase(latest.record);
@@ -244,12 +261,24 @@ export class GaeStore implements Store {
       const record = session.toRecord(now);
       const result = await memcache.setIfUnchanged(record, cas);
       if (result.status === 'stored') {
-        session.markSaved(record);
         this.#cas.set(session, result.cas);
-        await this.#backup(record, false);
+        const newer = await this.#backup(record, false);
+        if (newer && !firstWrite) {
+          // memcache served an older state than Datastore's (it missed saves made while it was
+          // down): replay this request's changes on Datastore's state and write that over it.
+          firstWrite = record;
+          session.rebase(newer);
+          continue;
+        }
+        session.markSaved(record);
         return true;
       }
       this.#cas.delete(session);
+      if (firstWrite) {
+        // memcache moved on from what this request wrote: a later request built on it.
+        session.markSaved(firstWrite);
+        return true;
+      }
       if (result.status === 'not-found') return this.#saveAfterMiss(session, now);
       // Lost a race: a short random pause spreads out the requests retrying together.
       await sleep(Math.random() * 2 * attempt);
@@ -285,27 +314,72 @@ export class GaeStore implements Store {
     }
   }
 
-  /** The Datastore copy of a state just written to memcache. */
-  async #backup(record: SessionRecord, isNew: boolean): Promise<void> {
-    if (!this.#datastore) return;
+  /**
+   * The Datastore copy of a state just written to memcache. Resolves with Datastore's state
+   * when a synchronous backup finds it newer than `record` (memcache was stale).
+   */
+  async #backup(record: SessionRecord, isNew: boolean): Promise<SessionRecord | undefined> {
+    if (!this.#datastore) return undefined;
     if (this.#writes === 'async') {
       this.#writer.enqueue(record, isNew);
-      return;
+      return undefined;
     }
     try {
-      await this.#writer.run(record.id, () => this.#backupNow(record, isNew));
+      const result = await this.#writer.run(record.id, () => this.#backupNow(record, isNew));
+      return result.status === 'newer' ? result.record : undefined;
     } catch (error) {
       // memcache holds the session: with Datastore down, sessions keep working (the tier logged it).
       if (!(error instanceof StoreUnavailableError)) throw error;
+      return undefined;
     }
   }
 
-  async #backupNow(record: SessionRecord, isNew: boolean): Promise<void> {
+  async #backupNow(record: SessionRecord, isNew: boolean): Promise<BackupResult> {
     const datastore = this.#datastore as DatastoreTier;
     // A new session has a fresh random ID: nothing to compare with, so a plain write will do.
-    if (isNew) return datastore.insert(record);
+    if (isNew) {
+      await datastore.insert(record);
+      return { status: 'written' };
+    }
     const memcache = this.#memcache;
-    await datastore.backup(record, isNew, () => (memcache ? memcache.has(record.id) : Promise.resolve(false)));
+    return datastore.backup(record, isNew, () => (memcache ? memcache.has(record.id) : Promise.resolve(false)));
+  }
+
+  #noteStaleInMemcache(id: string): void {
+    this.#staleInMemcache.delete(id);
+    // Forgetting the oldest only costs the rebase in #saveInMemcache, which also catches a stale copy.
+    if (this.#staleInMemcache.size >= MAX_STALE_IDS)
+      this.#staleInMemcache.delete(this.#staleInMemcache.values().next().value ?? '');
+    this.#staleInMemcache.add(id);
+  }
+
+  /** Deletes the memcache copy of a session saved while memcache was down, so its next read goes to Datastore. */
+  async #dropStaleCopy(memcache: MemcacheTier, id: string): Promise<void> {
+    if (!this.#staleInMemcache.has(id)) return;
+    let dropping = this.#dropping.get(id);
+    if (!dropping) {
+      dropping = memcache
+        .delete(id)
+        .then(() => {
+          this.#staleInMemcache.delete(id);
+        })
+        .finally(() => this.#dropping.delete(id));
+      this.#dropping.set(id, dropping);
+    }
+    await dropping;
+  }
+
+  /** memcache is back: deletes every stale copy, for this instance's requests and every other's. */
+  async #dropStaleCopies(): Promise<void> {
+    const memcache = this.#memcache;
+    if (!memcache) return;
+    for (const id of [...this.#staleInMemcache]) {
+      try {
+        await this.#dropStaleCopy(memcache, id);
+      } catch {
+        return; // down again: the next recovery carries on, and each read drops its own first
+      }
+    }
   }
 }
 

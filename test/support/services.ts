@@ -71,6 +71,11 @@ abstract class Service {
     return `127.0.0.1:${this.port}`;
   }
 
+  /** The server's process ID while it runs (to pause it with SIGSTOP in a test). */
+  get pid(): number | undefined {
+    return this.#process?.pid;
+  }
+
   protected abstract command(): [string, string[]];
   protected abstract ready(): Promise<boolean>;
 
