@@ -27,6 +27,8 @@ export interface DatastoreTierOptions {
    * wait that long for a dead Datastore.
    */
   operationTimeoutMs?: number | undefined;
+  /** After a failure, operations fail at once for this long (ms, default 3000) instead of each waiting. */
+  retryAfterMs?: number | undefined;
   logger?: Logger | undefined;
 }
 
@@ -52,7 +54,9 @@ export class DatastoreTier {
   readonly #timeoutMs: number;
   readonly #logger: Logger;
   readonly #gax: CallOptions;
+  readonly #retryAfterMs: number;
   #down = false;
+  #downUntil = 0;
   /** Entity reads, for tests and benchmarks (transactional reads included). */
   reads = 0;
   /** Entity writes and deletes committed, for tests and benchmarks. */
@@ -63,6 +67,7 @@ export class DatastoreTier {
     this.#codec = options.codec;
     this.#kind = options.kind ?? 'sess_';
     this.#timeoutMs = options.operationTimeoutMs ?? 4000;
+    this.#retryAfterMs = options.retryAfterMs ?? 3000;
     this.#logger = options.logger ?? silentLogger;
     // Per RPC: a short deadline and few retries, so the outer budget is not spent in one call.
     this.#gax = { timeout: Math.min(2000, this.#timeoutMs), maxRetries: 1 };
@@ -70,6 +75,11 @@ export class DatastoreTier {
 
   get kind(): string {
     return this.#kind;
+  }
+
+  /** False within the window after a failure, when every operation fails at once. */
+  get available(): boolean {
+    return !this.#down || Date.now() >= this.#downUntil;
   }
 
   key(id: string): Key {
@@ -210,6 +220,8 @@ export class DatastoreTier {
    * (SessionTooLargeError and codec errors pass through). Logs once per outage.
    */
   async #bounded<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    // A hung Datastore must cost one bounded wait per window, not one per request.
+    if (!this.available) throw new StoreUnavailableError(`Datastore unavailable (recent failure; retrying shortly)`);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
@@ -227,6 +239,7 @@ export class DatastoreTier {
       const message = error instanceof Error ? error.message : String(error);
       if (!this.#down) this.#logger.warn('Datastore unavailable', { operation: what, error: message });
       this.#down = true;
+      this.#downUntil = Date.now() + this.#retryAfterMs;
       throw new StoreUnavailableError(`Datastore ${what} failed: ${message}`);
     } finally {
       clearTimeout(timer);

@@ -31,6 +31,8 @@ export interface GaeStoreOptions {
   memcacheRetryAfterMs?: number | undefined;
   /** Bound of one Datastore operation, in ms (default 4000). */
   datastoreTimeoutMs?: number | undefined;
+  /** How long Datastore is skipped after a failure, in ms (default 3000). */
+  datastoreRetryAfterMs?: number | undefined;
   /** Least time between two asynchronous writes of one session, in ms (default 2000). */
   asyncIntervalMs?: number | undefined;
   /** How long `close` waits for pending asynchronous writes, in ms (default 5000). */
@@ -115,6 +117,7 @@ export class GaeStore implements Store {
         codec,
         kind: options.kind,
         operationTimeoutMs: options.datastoreTimeoutMs,
+        retryAfterMs: options.datastoreRetryAfterMs,
         logger: this.#logger,
       });
     // Without memcache, Datastore is where the next request looks: it must be written first.
@@ -322,6 +325,11 @@ export class GaeStore implements Store {
     if (!this.#datastore) return undefined;
     if (this.#writes === 'async') {
       this.#writer.enqueue(record, isNew);
+      return undefined;
+    }
+    if (!this.#datastore.available) {
+      // Not even queued behind a write that is still waiting on the dead Datastore: memcache holds it.
+      this.#logger.debug('Datastore backup skipped: Datastore unavailable', { sessionId: logId(record.id) });
       return undefined;
     }
     try {
