@@ -40,16 +40,24 @@ export interface NewSessionOptions<C extends Attributes, V extends Attributes> {
  * requests. A Session object belongs to one request. It records its changes rather than just
  * their result, so a store that finds another request saved first can replay them on the
  * newer state instead of overwriting it (`update` is the operation that needs this).
+ *
+ * Records are immutable: a session never changes a record it was given or handed out, so a
+ * store may share its own with the session, copy-free. The variables are copied (shallowly)
+ * only at the first change, and an object value never leaves or enters the session without
+ * being copied (`get`, `constant`, `set`, `update`): no caller can change stored state behind
+ * the session's back. Numbers, strings and booleans cost no copy.
  */
 export class Session<C extends Attributes = Attributes, V extends Attributes = Attributes> {
   #base: SessionRecord;
+  /** `#base.variables` until the first change, then this session's own copy. */
   #variables: Attributes;
+  #ownsVariables = false;
   #changes: Change[] = [];
   #isNew: boolean;
 
   private constructor(record: SessionRecord, isNew: boolean) {
     this.#base = record;
-    this.#variables = structuredClone(record.variables);
+    this.#variables = record.variables;
     this.#isNew = isNew;
   }
 
@@ -68,7 +76,7 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
     return new Session<C, V>(record, true);
   }
 
-  /** A session loaded from a store. The record is owned by the session from now on. */
+  /** A session loaded from a store. The session never changes the record: the store may keep it too, unchanged. */
   static fromRecord<C extends Attributes = Attributes, V extends Attributes = Attributes>(
     record: SessionRecord,
   ): Session<C, V> {
@@ -113,16 +121,19 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
     return now >= this.expires.getTime();
   }
 
+  /** A constant; an object value is a copy. */
   constant<K extends keyof C & string>(key: K): C[K] {
-    return this.#base.constants[key] as C[K];
+    return copyOf(this.#base.constants[key]) as C[K];
   }
 
+  /** A variable; an object value is a copy (change it, then `set` it, or use `update`). */
   get<K extends keyof V & string>(key: K): V[K] | undefined {
-    return this.#variables[key] as V[K] | undefined;
+    return copyOf(this.#variables[key]) as V[K] | undefined;
   }
 
+  /** Sets a variable to (a copy of) `value`. */
   set<K extends keyof V & string>(key: K, value: V[K]): void {
-    const copy = structuredClone(value);
+    const copy = copyOf(value);
     this.#change({ key, apply: () => copy });
   }
 
@@ -133,11 +144,12 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
   /**
    * Changes a variable by a function of its current value, e.g. `update('count', c => (c ?? 0) + 1)`.
    * If another request saves this session first, the store re-runs `fn` on the newer value,
-   * so concurrent updates are all counted. `fn` must be pure.
+   * so concurrent updates are all counted. `fn` must depend on nothing but `current` (a copy,
+   * which it may change and return).
    */
   update<K extends keyof V & string>(key: K, fn: (current: V[K] | undefined) => V[K]): V[K] {
-    this.#change({ key, apply: (current) => fn(current as V[K] | undefined) });
-    return this.#variables[key] as V[K];
+    this.#change({ key, apply: (current) => copyOf(fn(copyOf(current) as V[K] | undefined)) });
+    return copyOf(this.#variables[key]) as V[K];
   }
 
   /** A copy of all variables. */
@@ -150,9 +162,13 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
     return structuredClone(this.#base.constants) as C;
   }
 
-  /** The record a store should write now: this request's changes applied, `accessed` = now. */
+  /**
+   * The record a store should write now: this request's changes applied, `accessed` = now.
+   * It shares the variables with the session, which copies them before its next change.
+   */
   toRecord(now = Date.now()): SessionRecord {
     const base = this.#base;
+    this.#ownsVariables = false;
     return {
       ...base,
       accessed: now,
@@ -161,18 +177,16 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
     };
   }
 
-  /** The store saved `record`: it becomes the new base, and the changes are done. */
+  /** The store saved `record` (and will not change it): it becomes the new base, and the changes are done. */
   markSaved(record: SessionRecord): void {
-    this.#base = record;
-    this.#variables = structuredClone(record.variables);
+    this.#setBase(record);
     this.#changes = [];
     this.#isNew = false;
   }
 
   /** Another request saved first: replay this request's changes on its state. */
   rebase(latest: SessionRecord): void {
-    this.#base = latest;
-    this.#variables = structuredClone(latest.variables);
+    this.#setBase(latest);
     for (const change of this.#changes) this.#applyChange(change);
   }
 
@@ -192,9 +206,28 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
 
   #applyChange(change: Change): void {
     const next = change.apply(this.#variables[change.key]);
+    // Copy on (first) write: the record the variables came from stays as it was.
+    if (!this.#ownsVariables) {
+      this.#variables = { ...this.#variables };
+      this.#ownsVariables = true;
+    }
     if (next === undefined) delete this.#variables[change.key];
     else this.#variables[change.key] = next;
   }
+
+  #setBase(record: SessionRecord): void {
+    this.#base = record;
+    this.#variables = record.variables;
+    this.#ownsVariables = false;
+  }
+}
+
+/**
+ * Object values are copied on their way into and out of a session, so nothing outside it
+ * holds one of its values (a shallow copy of the variables is then a safe copy-on-write).
+ */
+function copyOf<T extends Json | undefined>(value: T): T {
+  return typeof value === 'object' && value !== null ? structuredClone(value) : value;
 }
 
 /** A session as JSON: a SessionRecord with ISO-8601 dates. */
