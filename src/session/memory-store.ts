@@ -15,6 +15,9 @@ export interface MemoryStoreOptions {
  * Keeps sessions in this process's memory: for development, tests and single-instance apps.
  * Sessions are lost on restart and not shared between instances. A periodic cleaner removes
  * the ones idle longer than their timeout; its timer never keeps the process alive.
+ *
+ * Stored records are never changed, only replaced, so a session can share the stored record
+ * instead of a copy (a `Session` never changes a record either; see its comment).
  */
 export class MemoryStore implements Store {
   readonly #records = new Map<string, SessionRecord>();
@@ -38,14 +41,15 @@ export class MemoryStore implements Store {
     const record = this.#live(id);
     if (!record) return undefined;
     // Reading counts as access, and costs nothing here, so idle time restarts now.
-    record.accessed = this.#now();
-    return Session.fromRecord(structuredClone(record));
+    const accessed: SessionRecord = { ...record, accessed: this.#now() };
+    this.#records.set(id, accessed);
+    return Session.fromRecord(accessed);
   }
 
   async add(session: Session): Promise<void> {
-    const record = structuredClone(session.toRecord(this.#now()));
+    const record = session.toRecord(this.#now());
     this.#records.set(session.id, record);
-    session.markSaved(structuredClone(record));
+    session.markSaved(record);
     this.#logger.info('session added', { sessionId: logId(session.id) });
   }
 
@@ -53,10 +57,10 @@ export class MemoryStore implements Store {
     if (!session.changed) return this.#live(session.id) !== undefined;
     const stored = this.#live(session.id);
     if (!stored) return false;
-    if (stored.version !== session.version) session.rebase(structuredClone(stored));
-    const record = structuredClone(session.toRecord(this.#now()));
+    if (stored.version !== session.version) session.rebase(stored);
+    const record = session.toRecord(this.#now());
     this.#records.set(session.id, record);
-    session.markSaved(structuredClone(record));
+    session.markSaved(record);
     return true;
   }
 
