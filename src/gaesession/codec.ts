@@ -12,6 +12,23 @@ export interface Codec {
 }
 
 /**
+ * Stored bytes that are not a session this store's codec can read: a codec changed by a
+ * deploy, or another app's item in a memcached shared without a key prefix.
+ */
+export class UndecodableSessionError extends Error {
+  override name = 'UndecodableSessionError';
+}
+
+/** Decodes with `codec`, turning whatever it throws into UndecodableSessionError. */
+export function decodeWith(codec: Codec, data: Buffer): SessionRecord {
+  try {
+    return codec.decode(data);
+  } catch (error) {
+    throw new UndecodableSessionError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
  * The default: UTF-8 JSON in the shape of `Session.toJSON()` (dates as ISO-8601 text), so a
  * stored session is readable in the memcached console or the Datastore viewer.
  */

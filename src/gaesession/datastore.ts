@@ -3,7 +3,7 @@ import type { CallOptions } from 'google-gax';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import type { Session, SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
-import type { Codec } from './codec.js';
+import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
 
 /** Datastore's entity limit is 1 MiB including key and property names; keep a margin. */
 export const MAX_ENTITY_VALUE_BYTES = 1024 * 1024 - 1024;
@@ -103,7 +103,7 @@ export class DatastoreTier {
       this.#logger.info('session expired', { sessionId: logId(id) });
       return undefined;
     }
-    return this.#codec.decode(entity.val);
+    return decodeWith(this.#codec, entity.val);
   }
 
   /** Writes a brand-new session (random ID: nothing to race with). */
@@ -188,7 +188,7 @@ export class DatastoreTier {
   async #read(transaction: Transaction, id: string): Promise<SessionRecord | undefined> {
     this.reads++;
     const [entity] = (await transaction.get(this.key(id), { gaxOptions: this.#gax })) as [SessionEntity | undefined];
-    return entity ? this.#codec.decode(entity.val) : undefined;
+    return entity ? decodeWith(this.#codec, entity.val) : undefined;
   }
 
   /**
@@ -217,7 +217,7 @@ export class DatastoreTier {
 
   /**
    * Bounds an operation in time and turns every backend failure into StoreUnavailableError
-   * (SessionTooLargeError and codec errors pass through). Logs once per outage.
+   * (SessionTooLargeError and UndecodableSessionError pass through). Logs once per outage.
    */
   async #bounded<T>(what: string, operation: () => Promise<T>): Promise<T> {
     // A hung Datastore must cost one bounded wait per window, not one per request.
@@ -234,8 +234,7 @@ export class DatastoreTier {
       }
       return result;
     } catch (error) {
-      if (error instanceof SessionTooLargeError || error instanceof SyntaxError || error instanceof TypeError)
-        throw error;
+      if (error instanceof SessionTooLargeError || error instanceof UndecodableSessionError) throw error;
       const message = error instanceof Error ? error.message : String(error);
       if (!this.#down) this.#logger.warn('Datastore unavailable', { operation: what, error: message });
       this.#down = true;

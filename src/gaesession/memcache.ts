@@ -2,7 +2,7 @@ import memjs from 'memjs';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import type { SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
-import type { Codec } from './codec.js';
+import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
 
 /** memcached's longest key. */
 export const MAX_KEY_BYTES = 250;
@@ -204,9 +204,9 @@ export class MemcacheTier {
   }
 
   #decode(value: Buffer, id: string): SessionRecord {
-    const record = this.#codec.decode(value);
+    const record = decodeWith(this.#codec, value);
     // A key maps to one session; anything else there is corruption, and must not be served.
-    if (record.id !== id) throw new Error(`memcache item ${logId(id)} holds another session`);
+    if (record.id !== id) throw new UndecodableSessionError(`memcache item ${logId(id)} holds another session`);
     return record;
   }
 

@@ -4,7 +4,7 @@ import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { Session, type SessionRecord } from '../session/session.js';
 import { StoreUnavailableError, type Store } from '../session/store.js';
 import { AsyncWriter } from './async-writer.js';
-import { jsonCodec, type Codec } from './codec.js';
+import { jsonCodec, UndecodableSessionError, type Codec } from './codec.js';
 import { DatastoreTier, type BackupResult } from './datastore.js';
 import { MemcacheTier } from './memcache.js';
 
@@ -142,7 +142,8 @@ export class GaeStore implements Store {
 
   async get(id: string): Promise<Session | undefined> {
     let memcacheDown: StoreUnavailableError | undefined;
-    if (this.#memcache) {
+    const memcache = this.#memcache;
+    if (memcache) {
       try {
         await this.#dropStaleCopy(this.#memcache, id);
         const hit = await this.#memcache.getAndTouch(id, this.#timeoutSeconds);
@@ -154,15 +155,29 @@ export class GaeStore implements Store {
           return session;
         }
       } catch (error) {
-        if (!(error instanceof StoreUnavailableError)) throw error;
-        memcacheDown = error;
+        if (error instanceof UndecodableSessionError) {
+          // Datastore may still hold a good copy; if not, the session is gone and the cookie cleared.
+          await this.#discardUndecodable('memcache', id, error, () => memcache.delete(id));
+        } else if (error instanceof StoreUnavailableError) {
+          memcacheDown = error;
+        } else {
+          throw error;
+        }
       }
     }
-    if (!this.#datastore) {
+    const datastore = this.#datastore;
+    if (!datastore) {
       if (memcacheDown) throw memcacheDown;
       return undefined;
     }
-    const record = await this.#datastore.load(id);
+    let record: SessionRecord | undefined;
+    try {
+      record = await datastore.load(id);
+    } catch (error) {
+      if (!(error instanceof UndecodableSessionError)) throw error;
+      await this.#discardUndecodable('Datastore', id, error, () => this.#writer.remove(id, () => datastore.delete(id)));
+      return undefined;
+    }
     if (!record) return undefined;
     const session = Session.fromRecord(record);
     if (this.#memcache && !memcacheDown) await this.#putBack(session, record);
@@ -300,6 +315,22 @@ export class GaeStore implements Store {
   #saveInDatastore(session: Session, now: number): Promise<boolean> {
     const datastore = this.#datastore as DatastoreTier;
     return this.#writer.run(session.id, () => datastore.save(session, now));
+  }
+
+  /**
+   * Deletes what cannot be decoded, so the user is not stuck with an error on every request:
+   * the session is lost either way, and the cookie gets cleared.
+   */
+  async #discardUndecodable(
+    tier: string,
+    id: string,
+    error: UndecodableSessionError,
+    remove: () => Promise<unknown>,
+  ): Promise<void> {
+    this.#logger.error('undecodable session deleted', { tier, sessionId: logId(id), error: error.message });
+    await remove().catch((failure: unknown) => {
+      this.#logger.warn('undecodable session not deleted', { tier, sessionId: logId(id), error: String(failure) });
+    });
   }
 
   /** Puts a session found only in Datastore back into memcache, so the next read is a hit. */
