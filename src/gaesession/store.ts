@@ -180,7 +180,7 @@ export class GaeStore implements Store {
     }
     if (!record) return undefined;
     const session = Session.fromRecord(record);
-    if (this.#memcache && !memcacheDown) await this.#putBack(session, record);
+    if (memcache && !memcacheDown && !(await this.#putBack(memcache, datastore, session, record))) return undefined;
     return session;
   }
 
@@ -306,10 +306,11 @@ export class GaeStore implements Store {
 
   /** memcache lost the session (evicted, flushed) or it was removed: Datastore knows which. */
   async #saveAfterMiss(session: Session, now: number): Promise<boolean> {
-    if (!this.#datastore) return false;
+    const datastore = this.#datastore;
+    if (!datastore) return false;
     const saved = await this.#saveInDatastore(session, now);
-    if (saved && this.#memcache) await this.#putBack(session, session.toRecord(session.accessed.getTime()));
-    return saved;
+    if (!saved || !this.#memcache) return saved;
+    return this.#putBack(this.#memcache, datastore, session, session.toRecord(session.accessed.getTime()));
   }
 
   #saveInDatastore(session: Session, now: number): Promise<boolean> {
@@ -334,18 +335,42 @@ export class GaeStore implements Store {
   }
 
   /** Puts a session found only in Datastore back into memcache, so the next read is a hit. */
-  async #putBack(session: Session, record: SessionRecord): Promise<void> {
-    const memcache = this.#memcache as MemcacheTier;
+  /**
+   * Puts a session found only in Datastore back into memcache, so the next read is a hit.
+   * False when a logout removed it meanwhile (memcache then does not keep it either).
+   */
+  async #putBack(
+    memcache: MemcacheTier,
+    datastore: DatastoreTier,
+    session: Session,
+    record: SessionRecord,
+  ): Promise<boolean> {
+    let cas: Buffer | undefined;
     try {
-      const cas = await memcache.add(record);
-      if (cas) {
-        this.#cas.set(session, cas);
-        this.#logger.info('session recovered from Datastore', { sessionId: logId(session.id) });
-      }
+      cas = await memcache.add(record);
     } catch (error) {
       // The session was read; memcache being down only costs the next request a Datastore read.
       if (!(error instanceof StoreUnavailableError)) throw error;
     }
+    if (!cas) return true;
+    // A logout may have deleted both tiers between this request's Datastore read and its ADD,
+    // which then brought the session back: look again (only on this rare recovery path).
+    const live = await datastore.load(record.id).then(
+      (found) => found !== undefined,
+      (error: unknown) => {
+        if (error instanceof StoreUnavailableError) return true; // cannot tell: keep what was read
+        throw error;
+      },
+    );
+    if (!live) {
+      await memcache.delete(record.id).catch((error: unknown) => {
+        this.#logger.warn('removed session left in memcache', { sessionId: logId(record.id), error: String(error) });
+      });
+      return false;
+    }
+    this.#cas.set(session, cas);
+    this.#logger.info('session recovered from Datastore', { sessionId: logId(session.id) });
+    return true;
   }
 
   /**

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { Datastore } from '@google-cloud/datastore';
+import { createMemcacheClient } from '../../src/gaesession/memcache.js';
+import { GaeStore, type DatastoreWrites } from '../../src/gaesession/store.js';
+import { newSessionId } from '../../src/session/id.js';
+import { Session } from '../../src/session/session.js';
+import { missing, type DatastoreEmulator, type Memcached } from '../support/services.js';
+import {
+  datastoreClient,
+  makeStore,
+  rawMemcache,
+  sharedMemcached,
+  storedCount,
+  storedEntity,
+  useEmulator,
+} from './helpers.js';
+
+const skip = missing('memcached', 'datastore-emulator');
+
+/** Points where a test steps into the store's Datastore calls, to interleave another request. */
+interface Interleave {
+  /** Runs once, after the next plain entity read (`Datastore.get`) answered and before the store goes on. */
+  afterRead?: (() => Promise<unknown>) | undefined;
+  /** Writes and transactional reads wait for this (when set). */
+  writesWaitFor?: Promise<void> | undefined;
+}
+
+/** The Datastore client's calls are overloaded; the wrappers only pass arguments through. */
+type Untyped = (...args: unknown[]) => Promise<unknown>;
+
+/** A real Datastore client whose calls the test can interleave with (see Interleave). */
+function interleaved(datastore: Datastore, interleave: Interleave): Datastore {
+  const gated =
+    (call: Untyped): Untyped =>
+    async (...args) => {
+      await interleave.writesWaitFor;
+      return call(...args);
+    };
+  return new Proxy(datastore, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (property === 'get') {
+        const get = target.get.bind(target);
+        return async (...args: Parameters<Datastore['get']>) => {
+          const result = await get(...args);
+          const step = interleave.afterRead;
+          interleave.afterRead = undefined;
+          await step?.();
+          return result;
+        };
+      }
+      if (property === 'save') return gated(target.save.bind(target) as Untyped);
+      if (property === 'transaction') {
+        return () => {
+          const transaction = target.transaction();
+          transaction.get = gated(transaction.get.bind(transaction) as Untyped) as typeof transaction.get;
+          return transaction;
+        };
+      }
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+function newSession(): Session {
+  return Session.create({
+    id: newSessionId(),
+    timeoutSeconds: 1800,
+    constants: { userName: 'ed' },
+    variables: { count: 0 },
+  });
+}
+
+describe('GaeStore under interleaved requests', { skip }, () => {
+  let memcached: Memcached;
+  let emulator: DatastoreEmulator;
+  const stores: GaeStore[] = [];
+
+  const interleavedStore = (writes: DatastoreWrites, interleave: Interleave): GaeStore => {
+    const store = new GaeStore({
+      memcache: createMemcacheClient({ servers: [memcached.address] }),
+      datastore: interleaved(datastoreClient(), interleave),
+      datastoreWrites: writes,
+      asyncIntervalMs: 200,
+    });
+    stores.push(store);
+    return store;
+  };
+  const inMemcache = async (id: string): Promise<boolean> => {
+    const raw = rawMemcache(memcached.address);
+    const { value } = await raw.get(id);
+    raw.close();
+    return value !== null;
+  };
+
+  before(async () => {
+    memcached = await sharedMemcached();
+    emulator = await useEmulator();
+  });
+  beforeEach(async () => {
+    await memcached.flush();
+    await emulator.reset();
+  });
+  after(async () => {
+    for (const store of stores) await store.close();
+  });
+
+  it('a logout between a Datastore read and the put-back into memcache stays a logout', async () => {
+    const interleave: Interleave = {};
+    const store = interleavedStore('sync', interleave);
+    const session = newSession();
+    await store.add(session);
+    await memcached.flush(); // evicted: the next read goes to Datastore and puts the session back
+
+    interleave.afterRead = () => store.remove(session.id); // the logout lands right after that read
+    const read = await store.get(session.id);
+
+    assert.equal(read, undefined, 'the reading request sees the session gone');
+    assert.equal(await inMemcache(session.id), false, 'memcache does not hold it again');
+    assert.equal(await storedEntity(session.id), undefined, 'nor Datastore');
+  });
+
+  it("an asynchronous first write that lands late does not overwrite another instance's newer state", async () => {
+    let openWrites: () => void = () => {};
+    const interleave: Interleave = { writesWaitFor: new Promise<void>((resolve) => (openWrites = resolve)) };
+    const slow = interleavedStore('async', interleave);
+    const other = makeStore('sync', memcached.address);
+    stores.push(other);
+
+    const session = newSession();
+    await slow.add(session); // in memcache; its first Datastore write is held back
+    const seen = await other.get(session.id);
+    assert.ok(seen);
+    seen.update('count', (count) => Number(count) + 1);
+    assert.equal(await other.save(seen), true);
+    assert.equal(await storedCount(session.id), 1, "the other instance's change is in Datastore");
+
+    openWrites();
+    await slow.flush();
+    assert.equal(await storedCount(session.id), 1, 'the late first write did not replace it');
+  });
+});
