@@ -15,6 +15,10 @@ declare global {
   }
 }
 
+/** Parses the Cookie header into `req.cookies`; it calls its `next` synchronously. */
+const parseCookies = cookieParser();
+const nothing = (): void => {};
+
 /**
  * One request's view of its session (what a Go handler does with its Manager). Handlers
  * call `get`, `create` + `add`, `remove`; changes made to a session from `get` are saved by
@@ -22,18 +26,19 @@ declare global {
  */
 export class RequestSessions {
   readonly #manager: Manager;
-  readonly #exchange: HttpExchange;
-  readonly #onRead: () => void;
+  readonly #req: Request;
+  readonly #res: Response;
   readonly #logger: Logger;
+  #exchange: HttpExchange | undefined;
   #current: Promise<Session | undefined> | undefined;
   #toSave: Session | undefined;
   #saved = false;
   #unavailable = false;
 
-  constructor(manager: Manager, exchange: HttpExchange, onRead: () => void, logger: Logger) {
+  constructor(manager: Manager, req: Request, res: Response, logger: Logger) {
     this.#manager = manager;
-    this.#exchange = exchange;
-    this.#onRead = onRead;
+    this.#req = req;
+    this.#res = res;
     this.#logger = logger;
   }
 
@@ -59,7 +64,8 @@ export class RequestSessions {
 
   /** Stores a new session and sets its cookie; throws (and sets no cookie) if it cannot be stored. */
   async add(session: Session): Promise<void> {
-    await this.#manager.add(session, this.#exchange);
+    // Stored here and now: nothing is left to save when the response ends.
+    await this.#manager.add(session, this.#httpExchange());
     this.#current = Promise.resolve(session);
   }
 
@@ -67,7 +73,7 @@ export class RequestSessions {
   async remove(session: Session): Promise<void> {
     if (this.#toSave === session) this.#toSave = undefined;
     this.#current = Promise.resolve(undefined);
-    await this.#manager.remove(session, this.#exchange);
+    await this.#manager.remove(session, this.#httpExchange());
   }
 
   /** True when the response must wait for `save`. */
@@ -90,9 +96,11 @@ export class RequestSessions {
   }
 
   async #load(): Promise<Session | undefined> {
-    this.#onRead();
+    // Only a request that reads its session can have one to save, and a page showing it is private.
+    markPrivate(this.#res);
+    saveBeforeEnd(this.#res, this, this.#logger);
     try {
-      const session = await this.#manager.get(this.#exchange);
+      const session = await this.#manager.get(this.#httpExchange());
       this.#toSave = session;
       return session;
     } catch (error) {
@@ -100,6 +108,10 @@ export class RequestSessions {
       this.#unavailable = true;
       return undefined;
     }
+  }
+
+  #httpExchange(): HttpExchange {
+    return (this.#exchange ??= new ExpressExchange(this.#req, this.#res));
   }
 }
 
@@ -110,43 +122,53 @@ export interface SessionMiddlewareOptions {
 /**
  * Express middleware that gives each request `req.sessions`, and holds the response back
  * until the session's changes are stored: a client that sends its next request at once
- * sees them. An anonymous request costs no store access at all.
+ * sees them. An anonymous request costs no store access at all, and a request that never
+ * asks for its session costs one small object.
  */
 export function sessionMiddleware(manager: Manager, options: SessionMiddlewareOptions = {}): RequestHandler {
   const logger = options.logger ?? silentLogger;
-  const parseCookies = cookieParser();
   return (req: Request, res: Response, next: NextFunction): void => {
-    const start = (): void => {
-      req.sessions = new RequestSessions(manager, expressExchange(req, res), () => markPrivate(res), logger);
-      saveBeforeEnd(res, req.sessions, logger);
-      next();
-    };
-    if (req.cookies === undefined) parseCookies(req, res, start);
-    else start();
+    req.sessions = new RequestSessions(manager, req, res, logger);
+    next();
   };
 }
 
-function expressExchange(req: Request, res: Response): HttpExchange {
-  return {
-    cookie: (name) => {
-      const value: unknown = (req.cookies as Record<string, unknown>)[name];
-      if (value === undefined || typeof value === 'string') return value;
-      // cookie-parser turns a value starting `j:` into parsed JSON. That is still a cookie the
-      // client sent, so hand it on in a form no ID validator accepts: it gets rejected and cleared.
-      return 'j:' + JSON.stringify(value);
-    },
-    get secure() {
-      return req.secure;
-    },
-    setCookie: (header) => {
-      // A later cookie of the same name (a login after a rejected cookie) replaces the earlier.
-      const name = header.slice(0, header.indexOf('=') + 1);
-      const others = ([] as string[])
-        .concat((res.getHeader('Set-Cookie') as string | string[] | undefined) ?? [])
-        .filter((h) => !h.startsWith(name));
-      res.setHeader('Set-Cookie', [...others, header]);
-    },
-  };
+/** The request and response as the Manager sees them; cookies are parsed on the first look. */
+class ExpressExchange implements HttpExchange {
+  readonly #req: Request;
+  readonly #res: Response;
+
+  constructor(req: Request, res: Response) {
+    this.#req = req;
+    this.#res = res;
+  }
+
+  cookie(name: string): string | undefined {
+    const req = this.#req;
+    if (req.cookies === undefined) {
+      if (!req.headers.cookie) return undefined;
+      parseCookies(req, this.#res, nothing);
+    }
+    const value: unknown = (req.cookies as Record<string, unknown>)[name];
+    if (value === undefined || typeof value === 'string') return value;
+    // cookie-parser turns a value starting `j:` into parsed JSON. That is still a cookie the
+    // client sent, so hand it on in a form no ID validator accepts: it gets rejected and cleared.
+    return 'j:' + JSON.stringify(value);
+  }
+
+  get secure(): boolean {
+    return this.#req.secure;
+  }
+
+  setCookie(header: string): void {
+    const res = this.#res;
+    // A later cookie of the same name (a login after a rejected cookie) replaces the earlier.
+    const name = header.slice(0, header.indexOf('=') + 1);
+    const others = ([] as string[])
+      .concat((res.getHeader('Set-Cookie') as string | string[] | undefined) ?? [])
+      .filter((h) => !h.startsWith(name));
+    res.setHeader('Set-Cookie', [...others, header]);
+  }
 }
 
 /** A page that depends on the session must not be cached, or served to another user. */
