@@ -205,6 +205,8 @@ export class GaeStore implements Store {
       }
     }
     const datastore = this.#datastore as DatastoreTier;
+    // A plain write is safe here: this is the first write of a fresh random ID, made before the
+    // response that gives the ID out (memcache did not take it), so no other writer knows the ID.
     await this.#writer.run(record.id, () => datastore.insert(record));
     session.markSaved(record);
     this.#logger.info('session added', { sessionId: logId(session.id), tier: 'Datastore' });
@@ -400,11 +402,8 @@ export class GaeStore implements Store {
 
   async #backupNow(record: SessionRecord, isNew: boolean): Promise<BackupResult> {
     const datastore = this.#datastore as DatastoreTier;
-    // A new session has a fresh random ID: nothing to compare with, so a plain write will do.
-    if (isNew) {
-      await datastore.insert(record);
-      return { status: 'written' };
-    }
+    // Even a session's first write is version-checked: a retried or late one (async) may find
+    // a newer state that another instance wrote meanwhile. `isNew` only skips the stillLive check.
     const memcache = this.#memcache;
     return datastore.backup(record, isNew, () => (memcache ? memcache.has(record.id) : Promise.resolve(false)));
   }

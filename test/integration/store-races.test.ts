@@ -41,8 +41,8 @@ function interleaved(datastore: Datastore, interleave: Interleave): Datastore {
     get(target, property) {
       const value: unknown = Reflect.get(target, property, target);
       if (property === 'get') {
-        const get = target.get.bind(target);
-        return async (...args: Parameters<Datastore['get']>) => {
+        const get = target.get.bind(target) as Untyped;
+        return async (...args: unknown[]) => {
           const result = await get(...args);
           const step = interleave.afterRead;
           interleave.afterRead = undefined;
