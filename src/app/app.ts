@@ -31,9 +31,8 @@ export function createApp({ config, store, purge, logger }: AppParts): { app: Ex
   app.set('x-powered-by', false);
   app.set('view engine', 'ejs');
   app.set('views', path.join(root, 'views'));
-  app.use(requestLogger(logger));
+  app.use(requestLogger(logger, config.logLevel));
   app.use(securityHeaders());
-  app.use('/static', express.static(path.join(root, 'public'), { maxAge: '1h' }));
   app.use(sessionMiddleware(manager, { logger }));
 
   app.get('/', (_req, res) => res.redirect(302, '/demo'));
@@ -41,6 +40,8 @@ export function createApp({ config, store, purge, logger }: AppParts): { app: Ex
     '/demo',
     demoRouter({ password: config.demoPassword, purge, purgeDeadlineSeconds: config.purgeDeadlineSeconds, logger }),
   );
+  // After the pages, so that a page view does not walk past it; no page lives under /static.
+  app.use('/static', express.static(path.join(root, 'public'), { maxAge: '1h' }));
   app.use((_req, res) => {
     res.status(404).type('text/plain').send('Not found.\n');
   });
