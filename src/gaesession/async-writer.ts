@@ -1,5 +1,6 @@
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import type { SessionRecord } from '../session/session.js';
+import { AbandonedOperationError } from './datastore.js';
 
 export interface AsyncWriterOptions {
   /** Writes one session's state to Datastore (the store's conditional backup write). */
@@ -77,10 +78,13 @@ export class AsyncWriter {
     const lane = this.#lane(id);
     lane.running++;
     const result = lane.tail.then(operation);
-    lane.tail = result.then(
-      () => this.#settled(id, lane),
-      () => this.#settled(id, lane),
+    // The caller may be told of a timeout while the call goes on: the lane waits until it ended,
+    // so that a slow write cannot land after the session's next operation (a logout's delete).
+    const ended = result.then(
+      () => {},
+      (error: unknown) => (error instanceof AbandonedOperationError ? error.settled : undefined),
     );
+    lane.tail = ended.then(() => this.#settled(id, lane));
     return result;
   }
 

@@ -38,6 +38,20 @@ export interface DatastoreTierOptions {
  */
 export type BackupResult = { status: 'written' } | { status: 'skipped' } | { status: 'newer'; record: SessionRecord };
 
+/**
+ * A Datastore operation that ran out of time. The caller gets this at once, but the call it
+ * started may still land: `settled` says when it has finished, so the session's next
+ * operation (a logout's delete) waits for it instead of being overtaken.
+ */
+export class AbandonedOperationError extends StoreUnavailableError {
+  constructor(
+    message: string,
+    readonly settled: Promise<void>,
+  ) {
+    super(message);
+  }
+}
+
 /** gRPC status ABORTED: a transaction lost a race with another one; worth retrying. */
 const ABORTED = 10;
 const TRANSACTION_ATTEMPTS = 5;
@@ -196,7 +210,7 @@ export class DatastoreTier {
    * transaction on the same entity won the race (ABORTED). The whole thing is bounded.
    */
   #transaction<T>(what: string, body: (transaction: Transaction) => Promise<T>): Promise<T> {
-    return this.#bounded(what, async () => {
+    return this.#bounded(what, async (expired) => {
       for (let attempt = 1; ; attempt++) {
         // No `run()`: the transaction begins with its first read (a lookup that asks for a new
         // transaction), which saves the beginTransaction round trip on every changed view.
@@ -208,7 +222,8 @@ export class DatastoreTier {
           return result;
         } catch (error) {
           await transaction.rollback(this.#gax).catch(() => {});
-          if (grpcCode(error) !== ABORTED || attempt >= TRANSACTION_ATTEMPTS) throw error;
+          // No new attempt once the caller has been told it failed: that one could land unseen.
+          if (grpcCode(error) !== ABORTED || attempt >= TRANSACTION_ATTEMPTS || expired()) throw error;
           await sleep(10 + Math.random() * 40 * attempt);
         }
       }
@@ -219,15 +234,24 @@ export class DatastoreTier {
    * Bounds an operation in time and turns every backend failure into StoreUnavailableError
    * (SessionTooLargeError and UndecodableSessionError pass through). Logs once per outage.
    */
-  async #bounded<T>(what: string, operation: () => Promise<T>): Promise<T> {
+  async #bounded<T>(what: string, operation: (expired: () => boolean) => Promise<T>): Promise<T> {
     // A hung Datastore must cost one bounded wait per window, not one per request.
     if (!this.available) throw new StoreUnavailableError(`Datastore unavailable (recent failure; retrying shortly)`);
     let timer: NodeJS.Timeout | undefined;
+    let expired = false;
+    const running = operation(() => expired);
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+      timer = setTimeout(() => {
+        expired = true;
+        const settled = running.then(
+          () => {},
+          () => {},
+        );
+        reject(new AbandonedOperationError(`no answer within ${this.#timeoutMs} ms`, settled));
+      }, this.#timeoutMs);
     });
     try {
-      const result = await Promise.race([operation(), deadline]);
+      const result = await Promise.race([running, deadline]);
       if (this.#down) {
         this.#down = false;
         this.#logger.info('Datastore reachable again');
@@ -239,7 +263,9 @@ export class DatastoreTier {
       if (!this.#down) this.#logger.warn('Datastore unavailable', { operation: what, error: message });
       this.#down = true;
       this.#downUntil = Date.now() + this.#retryAfterMs;
-      throw new StoreUnavailableError(`Datastore ${what} failed: ${message}`);
+      const failure = `Datastore ${what} failed: ${message}`;
+      if (error instanceof AbandonedOperationError) throw new AbandonedOperationError(failure, error.settled);
+      throw new StoreUnavailableError(failure);
     } finally {
       clearTimeout(timer);
     }
