@@ -137,7 +137,11 @@ export class DatastoreTier {
    * A stored state that is newer, or of the same version but different, is returned: the
    * record was built on a stale memcache copy, and the caller decides what to replay.
    */
-  async backup(record: SessionRecord, isNew: boolean, stillLive: () => Promise<boolean>): Promise<BackupResult> {
+  async backup(
+    record: SessionRecord,
+    isNew: boolean,
+    stillLive: () => Promise<boolean> | boolean,
+  ): Promise<BackupResult> {
     const entity = this.#entity(record);
     return this.#transaction('backup', async (transaction): Promise<BackupResult> => {
       const stored = await this.#read(transaction, record.id);

@@ -405,7 +405,21 @@ export class GaeStore implements Store {
     // Even a session's first write is version-checked: a retried or late one (async) may find
     // a newer state that another instance wrote meanwhile. `isNew` only skips the stillLive check.
     const memcache = this.#memcache;
-    return datastore.backup(record, isNew, () => (memcache ? memcache.has(record.id) : Promise.resolve(false)));
+    return datastore.backup(record, isNew, () => (memcache ? this.#stillInMemcache(memcache, record.id) : false));
+  }
+
+  /**
+   * Whether a session missing from Datastore still lives (memcache has it). A memcache failure
+   * here must not fail the Datastore transaction (nor mark Datastore down): the state was just
+   * written to memcache, so it counts as live.
+   */
+  async #stillInMemcache(memcache: MemcacheTier, id: string): Promise<boolean> {
+    try {
+      return await memcache.has(id);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+      return true;
+    }
   }
 
   #noteStaleInMemcache(id: string): void {
