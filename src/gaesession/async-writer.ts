@@ -1,6 +1,7 @@
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import type { SessionRecord } from '../session/session.js';
 import { AbandonedOperationError } from './datastore.js';
+import { isNewer } from './rules.js';
 
 export interface AsyncWriterOptions {
   /** Writes one session's state to Datastore (the store's conditional backup write). */
@@ -171,8 +172,4 @@ export class AsyncWriter {
     lane.running--;
     if (lane.running === 0 && !lane.queued && !lane.timer && this.#lanes.get(id) === lane) this.#lanes.delete(id);
   }
-}
-
-function isNewer(a: SessionRecord, b: SessionRecord): boolean {
-  return a.version > b.version || (a.version === b.version && a.accessed >= b.accessed);
 }

@@ -4,6 +4,7 @@ import { logId, silentLogger, type Logger } from '../session/logger.js';
 import type { Session, SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
+import { expiresAt, isExpired, isNewer, refreshDue, sameState, sleep } from './rules.js';
 
 /** Datastore's entity limit is 1 MiB including key and property names; keep a margin. */
 export const MAX_ENTITY_VALUE_BYTES = 1024 * 1024 - 1024;
@@ -146,11 +147,9 @@ export class DatastoreTier {
     return this.#transaction('backup', async (transaction): Promise<BackupResult> => {
       const stored = await this.#read(transaction, record.id);
       if (stored) {
-        if (stored.version > record.version) return { status: 'newer', record: stored };
-        if (stored.version === record.version) {
-          if (!sameState(stored, record)) return { status: 'newer', record: stored };
-          if (stored.accessed >= record.accessed) return { status: 'skipped' };
-        }
+        const diverged = stored.version === record.version && !sameState(stored, record);
+        if (stored.version > record.version || diverged) return { status: 'newer', record: stored };
+        if (isNewer(stored, record)) return { status: 'skipped' };
       } else if (!isNew && !(await stillLive())) {
         return { status: 'skipped' };
       }
@@ -168,11 +167,11 @@ export class DatastoreTier {
     let record: SessionRecord | undefined;
     const saved = await this.#transaction('save', async (transaction) => {
       const stored = await this.#read(transaction, session.id);
-      if (!stored || stored.accessed + stored.timeout * 1000 <= now) return false;
+      if (!stored || isExpired(stored, now)) return false;
       if (stored.version !== session.version) {
         session.rebase(stored);
         // Another request refreshed it and this one changed nothing: nothing left to write.
-        if (!session.changed && now - stored.accessed < (stored.timeout * 1000) / 4) {
+        if (!session.changed && !refreshDue(stored.accessed, stored.timeout, now)) {
           record = stored;
           return true;
         }
@@ -199,7 +198,7 @@ export class DatastoreTier {
         `session of ${val.length} bytes exceeds the Datastore entity limit (${MAX_ENTITY_VALUE_BYTES} bytes of value)`,
       );
     }
-    const exp = new Date(record.accessed + record.timeout * 1000);
+    const exp = new Date(expiresAt(record));
     return { key: this.key(record.id), data: { exp, val }, excludeFromIndexes: ['val'] };
   }
 
@@ -276,16 +275,7 @@ export class DatastoreTier {
   }
 }
 
-/** Two records of one version with different attributes come from diverging writers. */
-function sameState(a: SessionRecord, b: SessionRecord): boolean {
-  return JSON.stringify([a.constants, a.variables]) === JSON.stringify([b.constants, b.variables]);
-}
-
 function grpcCode(error: unknown): number | undefined {
   const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
   return typeof code === 'number' ? code : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

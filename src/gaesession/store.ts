@@ -7,6 +7,7 @@ import { AsyncWriter } from './async-writer.js';
 import { jsonCodec, UndecodableSessionError, type Codec } from './codec.js';
 import { DatastoreTier, type BackupResult } from './datastore.js';
 import { MemcacheTier } from './memcache.js';
+import { refreshDue, sleep } from './rules.js';
 
 /** When the Datastore copy of a memcache session is written: before the response, or after it. */
 export type DatastoreWrites = 'sync' | 'async';
@@ -204,7 +205,7 @@ export class GaeStore implements Store {
         this.#noteStaleInMemcache(record.id);
       }
     }
-    const datastore = this.#datastore as DatastoreTier;
+    const datastore = this.#requireDatastore();
     // A plain write is safe here: this is the first write of a fresh random ID, made before the
     // response that gives the ID out (memcache did not take it), so no other writer knows the ID.
     await this.#writer.run(record.id, () => datastore.insert(record));
@@ -214,7 +215,7 @@ export class GaeStore implements Store {
 
   async save(session: Session): Promise<boolean> {
     const now = Date.now();
-    if (!session.changed && !this.#refreshDue(session.accessed.getTime(), session.timeoutSeconds, now)) return true;
+    if (!session.changed && !refreshDue(session.accessed.getTime(), session.timeoutSeconds, now)) return true;
     if (!this.#memcache) return this.#saveInDatastore(session, now);
     try {
       return await this.#saveInMemcache(this.#memcache, session, now);
@@ -246,9 +247,11 @@ export class GaeStore implements Store {
       await this.#writer.close(this.#closeGraceMs);
       this.#memcache?.close();
       // Datastore has no public close; its gRPC clients do, and an open channel keeps a process alive.
-      const clients = (this.#datastoreClient as { clients_?: Map<string, { close(): Promise<void> }> } | undefined)
-        ?.clients_;
-      for (const client of clients?.values() ?? []) await client.close().catch(() => {});
+      for (const client of grpcClients(this.#datastoreClient)) {
+        await client.close().catch((error: unknown) => {
+          this.#logger.warn('Datastore client not closed', { error: String(error) });
+        });
+      }
     })();
     return this.#closed;
   }
@@ -258,8 +261,10 @@ export class GaeStore implements Store {
     return this.#writer.flush();
   }
 
-  #refreshDue(accessed: number, timeoutSeconds: number, now: number): boolean {
-    return now - accessed > (timeoutSeconds * 1000) / 4;
+  /** The Datastore tier, for the paths that only run with one (the constructor makes sure a store has a tier). */
+  #requireDatastore(): DatastoreTier {
+    if (!this.#datastore) throw new Error('GaeStore: this operation needs Datastore, which is off');
+    return this.#datastore;
   }
 
   /** CAS loop: write the session over the state it was read from, replaying its changes on conflict. */
@@ -276,7 +281,7 @@ export class GaeStore implements Store {
         cas = latest.cas;
         this.#cas.set(session, cas);
         // Another request refreshed it and this one changed nothing: done.
-        if (!session.changed && !this.#refreshDue(latest.record.accessed, latest.record.timeout, now)) return true;
+        if (!session.changed && !refreshDue(latest.record.accessed, latest.record.timeout, now)) return true;
       }
       const record = session.toRecord(now);
       const result = await memcache.setIfUnchanged(record, cas);
@@ -316,7 +321,7 @@ export class GaeStore implements Store {
   }
 
   #saveInDatastore(session: Session, now: number): Promise<boolean> {
-    const datastore = this.#datastore as DatastoreTier;
+    const datastore = this.#requireDatastore();
     return this.#writer.run(session.id, () => datastore.save(session, now));
   }
 
@@ -401,7 +406,7 @@ export class GaeStore implements Store {
   }
 
   async #backupNow(record: SessionRecord, isNew: boolean): Promise<BackupResult> {
-    const datastore = this.#datastore as DatastoreTier;
+    const datastore = this.#requireDatastore();
     // Even a session's first write is version-checked: a retried or late one (async) may find
     // a newer state that another instance wrote meanwhile. `isNew` only skips the stillLive check.
     const memcache = this.#memcache;
@@ -460,6 +465,16 @@ export class GaeStore implements Store {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+interface Closable {
+  close(): Promise<void>;
+}
+
+/** The gRPC clients the Datastore client opened (an internal field: absent, or another shape, means none). */
+function grpcClients(datastore: Datastore | undefined): Closable[] {
+  const clients: unknown = datastore && Reflect.get(datastore, 'clients_');
+  if (!(clients instanceof Map)) return [];
+  return [...(clients.values() as Iterable<unknown>)].filter(
+    (client): client is Closable =>
+      typeof client === 'object' && client !== null && typeof Reflect.get(client, 'close') === 'function',
+  );
 }
