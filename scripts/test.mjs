@@ -12,7 +12,8 @@ const roots = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['test'
 const files = roots.flatMap(testFiles).sort();
 
 const started = [];
-const env = { ...process.env };
+// No Google metadata server here: tell the auth library not to look for one (and warn).
+const env = { METADATA_SERVER_DETECTION: 'none', ...process.env };
 async function share(name, start, variable) {
   if (services.missing(name)) return; // each test says what to install, or fails under CI=true
   const service = await start();

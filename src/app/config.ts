@@ -1,3 +1,4 @@
+import { MAX_KEY_BYTES } from '../gaesession/memcache.js';
 import { isValidCookieName, type SecurePolicy } from '../session/cookie.js';
 import { DEFAULT_ID_BYTES, idLength } from '../session/id.js';
 
@@ -29,9 +30,6 @@ export interface Config {
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
-
-/** The longest memcache key memcached accepts. */
-export const MAX_MEMCACHE_KEY_BYTES = 250;
 
 type Env = Record<string, string | undefined>;
 
@@ -75,7 +73,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (/[\s\p{Cc}]/u.test(keyPrefix)) {
     throw new ConfigError('SESSION_KEY_PREFIX must not contain spaces or control characters');
   }
-  const room = MAX_MEMCACHE_KEY_BYTES - idLength(DEFAULT_ID_BYTES);
+  const room = MAX_KEY_BYTES - idLength(DEFAULT_ID_BYTES);
   if (Buffer.byteLength(keyPrefix) > room) {
     throw new ConfigError(
       `SESSION_KEY_PREFIX must be at most ${room} bytes, to leave room for the session ID in a memcache key`,

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, loadConfig, MAX_MEMCACHE_KEY_BYTES } from '../../src/app/config.js';
+import { ConfigError, loadConfig } from '../../src/app/config.js';
+import { MAX_KEY_BYTES } from '../../src/gaesession/memcache.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -117,11 +118,11 @@ describe('configuration', () => {
   describe('SESSION_KEY_PREFIX', () => {
     it('takes a prefix that leaves room for the ID in a memcache key', () => {
       assert.equal(loadConfig({ SESSION_KEY_PREFIX: 'myapp:sess:' }).keyPrefix, 'myapp:sess:');
-      const longest = 'p'.repeat(MAX_MEMCACHE_KEY_BYTES - 24);
+      const longest = 'p'.repeat(MAX_KEY_BYTES - 24);
       assert.equal(loadConfig({ SESSION_KEY_PREFIX: longest }).keyPrefix, longest);
     });
     it('refuses one that leaves no room, or holds spaces or control characters', () => {
-      refuses('SESSION_KEY_PREFIX', 'p'.repeat(MAX_MEMCACHE_KEY_BYTES - 23));
+      refuses('SESSION_KEY_PREFIX', 'p'.repeat(MAX_KEY_BYTES - 23));
       refuses('SESSION_KEY_PREFIX', 'é'.repeat(114)); // 228 bytes in UTF-8
       refuses('SESSION_KEY_PREFIX', 'my app:');
       refuses('SESSION_KEY_PREFIX', 'tab\t');
