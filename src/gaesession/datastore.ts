@@ -1,10 +1,10 @@
 import type { Datastore, Key, Transaction } from '@google-cloud/datastore';
 import type { CallOptions } from 'google-gax';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
-import type { Session, SessionRecord } from '../session/session.js';
+import { expiresAt, isExpired, type Session, type SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
-import { expiresAt, isExpired, isNewer, refreshDue, sameState, sleep } from './rules.js';
+import { isNewer, refreshDue, sameState, sleep } from './rules.js';
 
 /** Datastore's entity limit is 1 MiB including key and property names; keep a margin. */
 export const MAX_ENTITY_VALUE_BYTES = 1024 * 1024 - 1024;

@@ -1,19 +1,10 @@
 import type { SessionRecord } from '../session/session.js';
 
 /**
- * The rules the store's modules share, each stated once: when a session expires, when its
- * expiry is worth refreshing, and which of two states of a session is the newer.
+ * The rules the store's modules share, each stated once: when an unchanged session's expiry
+ * is worth refreshing, and which of two states of a session is the newer. (When a session
+ * expires is `expiresAt` / `isExpired` in src/session/session.ts, shared by every store.)
  */
-
-/** When a session expires if nothing touches it, in epoch ms (Datastore's `exp`). */
-export function expiresAt(record: SessionRecord): number {
-  return record.accessed + record.timeout * 1000;
-}
-
-/** Idle longer than its timeout (the rule of `Session.isExpired` and the in-memory store). */
-export function isExpired(record: SessionRecord, now: number): boolean {
-  return now >= expiresAt(record);
-}
 
 /**
  * An unchanged session is written again only once a quarter of its timeout has passed since

@@ -1,6 +1,5 @@
-import type { Logger } from './logger.js';
-import { logId, silentLogger } from './logger.js';
-import { Session, type SessionRecord } from './session.js';
+import { logId, silentLogger, type Logger } from './logger.js';
+import { isExpired, Session, type SessionRecord } from './session.js';
 import type { Store } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -95,8 +94,4 @@ export class MemoryStore implements Store {
     }
     return record;
   }
-}
-
-function isExpired(record: SessionRecord, now: number): boolean {
-  return now >= record.accessed + record.timeout * 1000;
 }

@@ -21,6 +21,16 @@ export interface SessionRecord {
   variables: Attributes;
 }
 
+/** When a session expires if nothing touches it, in epoch ms (Datastore's `exp`). */
+export function expiresAt(record: SessionRecord): number {
+  return record.accessed + record.timeout * 1000;
+}
+
+/** Idle for its whole timeout: every store treats such a session as gone. */
+export function isExpired(record: SessionRecord, now: number): boolean {
+  return now >= expiresAt(record);
+}
+
 /** How a request changed one variable; kept so it can be replayed on a newer state. */
 interface Change {
   key: string;
@@ -103,7 +113,7 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
   }
   /** When the session expires if nothing touches it. */
   get expires(): Date {
-    return new Date(this.#base.accessed + this.#base.timeout * 1000);
+    return new Date(expiresAt(this.#base));
   }
   get version(): number {
     return this.#base.version;
@@ -118,7 +128,7 @@ export class Session<C extends Attributes = Attributes, V extends Attributes = A
   }
 
   isExpired(now = Date.now()): boolean {
-    return now >= this.expires.getTime();
+    return isExpired(this.#base, now);
   }
 
   /** A constant; an object value is a copy. */

@@ -260,3 +260,24 @@ async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<voi
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+describe('MemoryStore shares records with sessions without letting a request change them', () => {
+  it('keeps what is stored when a handler changes an object it got without saving it', async () => {
+    const store = new MemoryStore();
+    const session = Session.create<{ user: { name: string } }, { tags: string[] }>({
+      id: newSessionId(),
+      timeoutSeconds: 60,
+      constants: { user: { name: 'ann' } },
+      variables: { tags: ['a'] },
+    });
+    await store.add(session);
+    const loaded = (await store.get(session.id)) as Session<{ user: { name: string } }, { tags: string[] }>;
+    loaded.get('tags')?.push('b');
+    loaded.constant('user').name = 'mallory';
+    await store.save(loaded);
+    const again = (await store.get(session.id)) as Session<{ user: { name: string } }, { tags: string[] }>;
+    assert.deepEqual(again.get('tags'), ['a']);
+    assert.equal(again.constant('user').name, 'ann');
+    await store.close();
+  });
+});

@@ -111,6 +111,13 @@ describe('Session', () => {
     assert.deepEqual(session.get('tags'), ['a']);
   });
 
+  it('hands out copies of object values from get: changing one changes nothing unsaved', () => {
+    const session = stored({ tags: ['a'] }).load();
+    session.get('tags')?.push('b');
+    assert.deepEqual(session.get('tags'), ['a']);
+    assert.equal(session.changed, false, 'a change must go through set or update to be saved');
+  });
+
   it('types attributes through its generics', () => {
     const session = newSession();
     // These lines are checked by `npm run typecheck`: a wrong type would not compile.
