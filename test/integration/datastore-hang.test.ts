@@ -1,37 +1,30 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { missing, startMemcached, type Memcached } from '../support/services.js';
+import { missing, startHangingServer, startMemcached, type Memcached } from '../support/services.js';
 import { login, request, sleep, startGaeApp, useEmulator, visitCount, type RunningApp } from './helpers.js';
 
 const skip = missing('memcached', 'datastore-emulator');
 
 describe('a hung Datastore', { skip }, () => {
   const running: RunningApp[] = [];
-  const sockets = new Set<net.Socket>();
   let memcached: Memcached;
-  let hang: net.Server;
+  let hang: { address: string; close(): void };
 
   before(async () => {
     await useEmulator();
     memcached = await startMemcached();
     // A "Datastore" that accepts connections and never answers.
-    hang = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => hang.listen(0, '127.0.0.1', resolve));
+    hang = await startHangingServer();
   });
   after(async () => {
     for (const app of running) await app.close();
-    for (const socket of sockets) socket.destroy();
     hang.close();
     await memcached.stop();
   });
 
   it('costs one bounded wait per outage window, not one per view', async (t) => {
     const saved = process.env['DATASTORE_EMULATOR_HOST'];
-    process.env['DATASTORE_EMULATOR_HOST'] = `127.0.0.1:${(hang.address() as net.AddressInfo).port}`;
+    process.env['DATASTORE_EMULATOR_HOST'] = hang.address;
     let app: RunningApp;
     try {
       app = await startGaeApp('sync', memcached.address);

@@ -1,30 +1,23 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { missing, startMemcached, type Memcached } from '../support/services.js';
+import { missing, startHangingServer, startMemcached, type Memcached } from '../support/services.js';
 import { eventually, login, request, startGaeApp, useEmulator, visitCount, type RunningApp } from './helpers.js';
 
 const skip = missing('memcached', 'datastore-emulator');
 
 describe('the App Engine store when a backend fails', { skip }, () => {
   const running: RunningApp[] = [];
-  const sockets = new Set<net.Socket>();
-  let hang: net.Server;
+  let hang: { address: string; close(): void };
   let memcached: Memcached;
 
   before(async () => {
     await useEmulator();
     memcached = await startMemcached();
     // A "memcached" that accepts connections and never answers: memjs alone would wait forever.
-    hang = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => hang.listen(0, '127.0.0.1', resolve));
+    hang = await startHangingServer();
   });
   after(async () => {
     for (const app of running) await app.close();
-    for (const socket of sockets) socket.destroy();
     hang.close();
     await memcached.stop();
   });
@@ -63,7 +56,7 @@ describe('the App Engine store when a backend fails', { skip }, () => {
   });
 
   it('keeps a request bounded with memcached hung, and the page renders', async (t) => {
-    const address = `127.0.0.1:${(hang.address() as net.AddressInfo).port}`;
+    const address = hang.address;
     const app = await startGaeApp('sync', address);
     running.push(app);
     const times: number[] = [];

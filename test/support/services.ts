@@ -223,6 +223,26 @@ function killAll(): void {
   }
 }
 
+/**
+ * A server that accepts TCP connections and never answers: a hung memcached or Datastore, the
+ * failure a stopped server cannot show (a client waits instead of being refused).
+ */
+export async function startHangingServer(): Promise<{ address: string; close(): void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    close() {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
 /** Whether something accepts TCP connections on 127.0.0.1:port. */
 export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
