@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type Express, type Response } from 'express';
-import { DEFAULT_DEMO_PASSWORD, MAX_USER_NAME_LENGTH } from '../../src/app/demo.js';
+import { DEFAULT_DEMO_PASSWORD, renderDemoPage } from '../../src/app/demo.js';
 
 /** The demo's password: the reference servers accept the same logins as the app. */
 export const PASSWORD = process.env['DEMO_PASSWORD'] ?? DEFAULT_DEMO_PASSWORD;
@@ -20,18 +20,9 @@ export function pageApp(): Express {
   return app;
 }
 
-/** The logged-in page (userName set) or the login form, with the demo's data. */
+/** The logged-in page (userName set) or the login form, rendered as the demo renders it. */
 export function renderPage(res: Response, state: { userName?: string; count?: number } = {}): void {
-  res.render('demo', {
-    userName: undefined,
-    count: undefined,
-    error: undefined,
-    userNameInput: '',
-    unavailable: false,
-    passwordTip: PASSWORD === DEFAULT_DEMO_PASSWORD ? PASSWORD : undefined,
-    maxUserNameLength: MAX_USER_NAME_LENGTH,
-    ...state,
-  });
+  renderDemoPage(res, PASSWORD, state);
 }
 
 /** The form fields of a login post. */

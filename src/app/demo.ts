@@ -31,7 +31,7 @@ export function demoRouter(options: DemoOptions): Router {
   router.get('/', async (req, res) => {
     const session = await req.sessions.get<DemoConstants, DemoVariables>();
     if (!session) {
-      renderPage(res, { unavailable: req.sessions.unavailable });
+      renderDemoPage(res, options.password, { unavailable: req.sessions.unavailable });
       return;
     }
     // `update` (not get + set) so that concurrent views of one session are all counted: if
@@ -39,7 +39,7 @@ export function demoRouter(options: DemoOptions): Router {
     // rendering (instead of leaving it to the middleware) shows the count as it was stored.
     session.update('count', (c) => (c ?? 0) + 1);
     await req.sessions.save();
-    renderPage(res, { userName: session.constant('userName'), count: session.get('count') ?? 0 });
+    renderDemoPage(res, options.password, { userName: session.constant('userName'), count: session.get('count') ?? 0 });
   });
 
   router.post('/login', ...forms, async (req, res) => {
@@ -47,12 +47,14 @@ export function demoRouter(options: DemoOptions): Router {
     const password = field(req, 'password');
     if (userName.length > MAX_USER_NAME_LENGTH) {
       res.status(400);
-      renderPage(res, { error: `The user name is longer than ${MAX_USER_NAME_LENGTH} characters.` });
+      renderDemoPage(res, options.password, {
+        error: `The user name is longer than ${MAX_USER_NAME_LENGTH} characters.`,
+      });
       return;
     }
     if (userName === '' || !samePassword(password, options.password)) {
       res.status(401);
-      renderPage(res, { error: 'Wrong user name or password.', userNameInput: userName });
+      renderDemoPage(res, options.password, { error: 'Wrong user name or password.', userNameInput: userName });
       return;
     }
     // A login always starts a new session with a new ID, so an ID planted in the browser
@@ -78,27 +80,30 @@ export function demoRouter(options: DemoOptions): Router {
     purgeHandler(options.purge, { deadlineSeconds: options.purgeDeadlineSeconds, logger: options.logger }),
   );
 
-  interface PageState {
-    userName?: string;
-    count?: number;
-    error?: string;
-    userNameInput?: string;
-    unavailable?: boolean;
-  }
-  function renderPage(res: Response, state: PageState): void {
-    res.render('demo', {
-      userName: undefined,
-      count: undefined,
-      error: undefined,
-      userNameInput: '',
-      unavailable: false,
-      passwordTip: options.password === DEFAULT_DEMO_PASSWORD ? options.password : undefined,
-      maxUserNameLength: MAX_USER_NAME_LENGTH,
-      ...state,
-    });
-  }
-
   return router;
+}
+
+/** What the demo page shows: the greeting and count, or the login form with an error or notice. */
+export interface DemoPageState {
+  userName?: string | undefined;
+  count?: number | undefined;
+  error?: string;
+  userNameInput?: string;
+  unavailable?: boolean;
+}
+
+/** Renders views/demo.ejs (the benchmark's reference servers render it the same way). */
+export function renderDemoPage(res: Response, password: string, state: DemoPageState): void {
+  res.render('demo', {
+    userName: undefined,
+    count: undefined,
+    error: undefined,
+    userNameInput: '',
+    unavailable: false,
+    passwordTip: password === DEFAULT_DEMO_PASSWORD ? password : undefined,
+    maxUserNameLength: MAX_USER_NAME_LENGTH,
+    ...state,
+  });
 }
 
 function field(req: Request, name: string): string {
