@@ -1,19 +1,18 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
-import { missing, type DatastoreEmulator, type Memcached } from '../support/services.js';
+import { after, describe, it } from 'node:test';
+import { missing } from '../support/services.js';
 import {
   idOf,
   login,
   request,
   sessionCookie,
-  sharedMemcached,
   startGaeApp,
   storedCount,
   storedEntity,
-  useEmulator,
   visitCount,
   type RunningApp,
   type StoreMode,
+  cleanSharedServices,
 } from './helpers.js';
 
 const skip = missing('memcached', 'datastore-emulator');
@@ -30,23 +29,14 @@ async function fiftyViews(apps: RunningApp[], cookie: string): Promise<void> {
 }
 
 describe('the demo on the App Engine store', { skip }, () => {
-  let memcached: Memcached;
-  let emulator: DatastoreEmulator;
+  const services = cleanSharedServices();
   const running: RunningApp[] = [];
   const start = async (mode: StoreMode, env: Record<string, string> = {}): Promise<RunningApp> => {
-    const app = await startGaeApp(mode, memcached.address, env);
+    const app = await startGaeApp(mode, services.memcached.address, env);
     running.push(app);
     return app;
   };
 
-  before(async () => {
-    memcached = await sharedMemcached();
-    emulator = await useEmulator();
-  });
-  beforeEach(async () => {
-    await memcached.flush();
-    await emulator.reset();
-  });
   after(async () => {
     for (const app of running) await app.close();
   });
@@ -102,7 +92,7 @@ describe('the demo on the App Engine store', { skip }, () => {
     assert.deepEqual(app.store.stats(), before);
     const cookie = await login(app.base);
     assert.equal(visitCount(await request(app.base, '/demo', { cookie })), 1);
-    await memcached.flush();
+    await services.memcached.flush();
     assert.equal(visitCount(await request(app.base, '/demo', { cookie })), 2);
     assert.equal(app.logger.count('info', 'session recovered from Datastore'), 1);
   });

@@ -1,21 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { PropertyFilter } from '@google-cloud/datastore';
 import { jsonCodec } from '../../src/gaesession/codec.js';
 import type { GaeStore } from '../../src/gaesession/store.js';
 import { newSessionId } from '../../src/session/id.js';
 import { Session } from '../../src/session/session.js';
 import { SessionTooLargeError } from '../../src/session/store.js';
-import { missing, type DatastoreEmulator, type Memcached } from '../support/services.js';
+import { missing } from '../support/services.js';
 import {
   datastoreClient,
   makeStore,
   storedEntity,
   rawMemcache,
   RecordingLogger,
-  sharedMemcached,
   sleep,
-  useEmulator,
+  cleanSharedServices,
 } from './helpers.js';
 
 const skip = missing('memcached', 'datastore-emulator');
@@ -31,8 +30,7 @@ function newSession(timeoutSeconds = 1800): Session {
 }
 
 describe('GaeStore against memcached and the Datastore emulator', { skip }, () => {
-  let memcached: Memcached;
-  let emulator: DatastoreEmulator;
+  const services = cleanSharedServices();
   const stores: GaeStore[] = [];
   const store = (...args: Parameters<typeof makeStore>): GaeStore => {
     const made = makeStore(...args);
@@ -46,20 +44,12 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
     return entities.length;
   };
 
-  before(async () => {
-    memcached = await sharedMemcached();
-    emulator = await useEmulator();
-  });
-  beforeEach(async () => {
-    await memcached.flush();
-    await emulator.reset();
-  });
   after(async () => {
     for (const made of stores) await made.close();
   });
 
   it('round-trips a session, stored in SPEC layout in both tiers', async () => {
-    const gae = store('sync', memcached.address, { keyPrefix: 'pfx:', timeoutSeconds: 1800 });
+    const gae = store('sync', services.memcached.address, { keyPrefix: 'pfx:', timeoutSeconds: 1800 });
     const session = newSession();
     await gae.add(session);
     const loaded = await gae.get(session.id);
@@ -68,7 +58,7 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
     assert.deepEqual(loaded.variables(), { count: 0 });
 
     // memcache: key = prefix + ID, value = the JSON codec's bytes, nothing under the bare ID.
-    const raw = rawMemcache(memcached.address);
+    const raw = rawMemcache(services.memcached.address);
     const item = await raw.get('pfx:' + session.id);
     assert.equal((await raw.get(session.id)).value, null);
     raw.close();
@@ -98,16 +88,16 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
 
   it('recovers a session from Datastore after memcached flush_all, and puts it back', async () => {
     const logger = new RecordingLogger();
-    const gae = store('sync', memcached.address, { logger });
+    const gae = store('sync', services.memcached.address, { logger });
     const session = newSession();
     await gae.add(session);
     session.update('count', (c) => (Number(c) || 0) + 1);
     assert.equal(await gae.save(session), true);
-    await memcached.flush();
+    await services.memcached.flush();
     const recovered = await gae.get(session.id);
     assert.deepEqual(recovered?.variables(), { count: 1 });
     assert.equal(logger.count('info', 'session recovered from Datastore'), 1);
-    const raw = rawMemcache(memcached.address);
+    const raw = rawMemcache(services.memcached.address);
     assert.ok((await raw.get(session.id)).value, 'back in memcache');
     raw.close();
     recovered?.update('count', (c) => (Number(c) || 0) + 1);
@@ -116,19 +106,19 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
   });
 
   it('with SESSION_DATASTORE=off writes nothing to Datastore', async () => {
-    const gae = store('off', memcached.address);
+    const gae = store('off', services.memcached.address);
     const session = newSession();
     await gae.add(session);
     const loaded = await gae.get(session.id);
     loaded?.update('count', () => 5);
     assert.equal(loaded && (await gae.save(loaded)), true);
     assert.equal(await count(), 0);
-    await memcached.flush();
+    await services.memcached.flush();
     assert.equal(await gae.get(session.id), undefined, 'no backup to recover from');
   });
 
   it('expires idle sessions in memcache and in Datastore', async () => {
-    const sync = store('sync', memcached.address, { timeoutSeconds: 2 });
+    const sync = store('sync', services.memcached.address, { timeoutSeconds: 2 });
     const only = store('datastore-only', undefined, { timeoutSeconds: 2 });
     const a = newSession(2);
     const b = newSession(2);
@@ -137,7 +127,7 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
     assert.ok(await sync.get(a.id));
     assert.ok(await only.get(b.id));
     await sleep(3200);
-    const raw = rawMemcache(memcached.address);
+    const raw = rawMemcache(services.memcached.address);
     assert.equal((await raw.get(a.id)).value, null, 'memcached expired the item');
     raw.close();
     assert.equal(await sync.get(a.id), undefined);
@@ -154,7 +144,7 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
       { mode: 'datastore-only', add: [0, 1], unchanged: [0, 0], changed: [0, 1], remove: [0, 1] },
     ] as const;
     for (const expected of cases) {
-      const gae = store(expected.mode, memcached.address, { asyncIntervalMs: 60_000 });
+      const gae = store(expected.mode, services.memcached.address, { asyncIntervalMs: 60_000 });
       let before = gae.stats();
       const delta = (): [number, number] => {
         const now = gae.stats();
@@ -194,7 +184,7 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
   });
 
   it('refreshes accessed and Datastore exp once a quarter of the timeout has passed', async () => {
-    const gae = store('sync', memcached.address, { timeoutSeconds: 4 });
+    const gae = store('sync', services.memcached.address, { timeoutSeconds: 4 });
     const session = newSession(4);
     await gae.add(session);
     const firstExp = (await entity(session.id))!.exp.getTime();
@@ -210,8 +200,8 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
   });
 
   it('two stores (two instances) sharing the servers carry one session and lose no update', async () => {
-    const a = store('sync', memcached.address);
-    const b = store('sync', memcached.address);
+    const a = store('sync', services.memcached.address);
+    const b = store('sync', services.memcached.address);
     const session = newSession();
     await a.add(session);
     const views = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? a : b));
@@ -249,7 +239,7 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
   });
 
   it('async mode: writes land in order, and a logout is never undone by a pending write', async () => {
-    const gae = store('async', memcached.address, { asyncIntervalMs: 300 });
+    const gae = store('async', services.memcached.address, { asyncIntervalMs: 300 });
     const session = newSession();
     await gae.add(session);
     for (let i = 0; i < 5; i++) {
@@ -271,8 +261,8 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
   });
 
   it('never lets an older state replace a newer one in Datastore', async () => {
-    const a = store('async', memcached.address, { asyncIntervalMs: 60_000 });
-    const b = store('sync', memcached.address);
+    const a = store('async', services.memcached.address, { asyncIntervalMs: 60_000 });
+    const b = store('sync', services.memcached.address);
     const session = newSession();
     await b.add(session);
     const stale = await a.get(session.id);
@@ -288,13 +278,13 @@ describe('GaeStore against memcached and the Datastore emulator', { skip }, () =
   });
 
   it('refuses a key over 250 bytes and an item over 1 MB before sending, keeping the old value', async () => {
-    const longPrefix = store('sync', memcached.address, { keyPrefix: 'p'.repeat(230) });
+    const longPrefix = store('sync', services.memcached.address, { keyPrefix: 'p'.repeat(230) });
     await assert.rejects(longPrefix.add(newSession()), (error: unknown) => {
       assert.ok(error instanceof SessionTooLargeError);
       assert.match(error.message, /250-byte/);
       return true;
     });
-    const gae = store('sync', memcached.address);
+    const gae = store('sync', services.memcached.address);
     const session = newSession();
     await gae.add(session);
     const view = await gae.get(session.id);

@@ -3,6 +3,7 @@
  * GaeStore or a whole demo app built the way src/app/sessions.ts builds it, and plain HTTP
  * requests (each on its own connection).
  */
+import { before, beforeEach } from 'node:test';
 import { Datastore } from '@google-cloud/datastore';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -31,6 +32,23 @@ export async function useEmulator(): Promise<DatastoreEmulator> {
 }
 
 export { sharedMemcached, type Memcached };
+
+/**
+ * The run's shared memcached and emulator, emptied before each test of the calling suite.
+ * Call it inside `describe`; read the servers in tests (they are there once `before` ran).
+ */
+export function cleanSharedServices(): { memcached: Memcached; emulator: DatastoreEmulator } {
+  const services = {} as { memcached: Memcached; emulator: DatastoreEmulator };
+  before(async () => {
+    services.memcached = await sharedMemcached();
+    services.emulator = await useEmulator();
+  });
+  beforeEach(async () => {
+    await services.memcached.flush();
+    await services.emulator.reset();
+  });
+  return services;
+}
 
 /** A Datastore client of the test's own, to look at raw entities. */
 export function datastoreClient(): Datastore {

@@ -1,20 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import type { Datastore } from '@google-cloud/datastore';
 import { createMemcacheClient } from '../../src/gaesession/memcache.js';
 import { GaeStore, type DatastoreWrites } from '../../src/gaesession/store.js';
 import { newSessionId } from '../../src/session/id.js';
 import { Session } from '../../src/session/session.js';
-import { missing, type DatastoreEmulator, type Memcached } from '../support/services.js';
-import {
-  datastoreClient,
-  makeStore,
-  rawMemcache,
-  sharedMemcached,
-  storedCount,
-  storedEntity,
-  useEmulator,
-} from './helpers.js';
+import { missing } from '../support/services.js';
+import { datastoreClient, makeStore, rawMemcache, storedCount, storedEntity, cleanSharedServices } from './helpers.js';
 
 const skip = missing('memcached', 'datastore-emulator');
 
@@ -73,13 +65,12 @@ function newSession(): Session {
 }
 
 describe('GaeStore under interleaved requests', { skip }, () => {
-  let memcached: Memcached;
-  let emulator: DatastoreEmulator;
+  const services = cleanSharedServices();
   const stores: GaeStore[] = [];
 
   const interleavedStore = (writes: DatastoreWrites, interleave: Interleave): GaeStore => {
     const store = new GaeStore({
-      memcache: createMemcacheClient({ servers: [memcached.address] }),
+      memcache: createMemcacheClient({ servers: [services.memcached.address] }),
       datastore: interleaved(datastoreClient(), interleave),
       datastoreWrites: writes,
       asyncIntervalMs: 200,
@@ -88,20 +79,12 @@ describe('GaeStore under interleaved requests', { skip }, () => {
     return store;
   };
   const inMemcache = async (id: string): Promise<boolean> => {
-    const raw = rawMemcache(memcached.address);
+    const raw = rawMemcache(services.memcached.address);
     const { value } = await raw.get(id);
     raw.close();
     return value !== null;
   };
 
-  before(async () => {
-    memcached = await sharedMemcached();
-    emulator = await useEmulator();
-  });
-  beforeEach(async () => {
-    await memcached.flush();
-    await emulator.reset();
-  });
   after(async () => {
     for (const store of stores) await store.close();
   });
@@ -111,7 +94,7 @@ describe('GaeStore under interleaved requests', { skip }, () => {
     const store = interleavedStore('sync', interleave);
     const session = newSession();
     await store.add(session);
-    await memcached.flush(); // evicted: the next read goes to Datastore and puts the session back
+    await services.memcached.flush(); // evicted: the next read goes to Datastore and puts the session back
 
     interleave.afterRead = () => store.remove(session.id); // the logout lands right after that read
     const read = await store.get(session.id);
@@ -125,7 +108,7 @@ describe('GaeStore under interleaved requests', { skip }, () => {
     let openWrites: () => void = () => {};
     const interleave: Interleave = { writesWaitFor: new Promise<void>((resolve) => (openWrites = resolve)) };
     const slow = interleavedStore('async', interleave);
-    const other = makeStore('sync', memcached.address);
+    const other = makeStore('sync', services.memcached.address);
     stores.push(other);
 
     const session = newSession();
