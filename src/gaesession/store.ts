@@ -146,11 +146,11 @@ export class GaeStore implements Store {
     const memcache = this.#memcache;
     if (memcache) {
       try {
-        await this.#dropStaleCopy(this.#memcache, id);
-        const hit = await this.#memcache.getAndTouch(id, this.#timeoutSeconds);
+        await this.#dropStaleCopy(memcache, id);
+        const hit = await memcache.getAndTouch(id, this.#timeoutSeconds);
         if (hit) {
           // The GAT restarted the item's expiry with the store's timeout; a session made with another one gets its own.
-          if (hit.record.timeout !== this.#timeoutSeconds) await this.#memcache.touch(id, hit.record.timeout);
+          if (hit.record.timeout !== this.#timeoutSeconds) await memcache.touch(id, hit.record.timeout);
           const session = Session.fromRecord(hit.record);
           this.#cas.set(session, hit.cas);
           return session;
