@@ -4,6 +4,7 @@ import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { expiresAt, isExpired, type Session, type SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
+import { Outage } from './outage.js';
 import { isNewer, refreshDue, sameState, sleep } from './rules.js';
 
 /** Datastore's entity limit is 1 MiB including key and property names; keep a margin. */
@@ -69,9 +70,7 @@ export class DatastoreTier {
   readonly #timeoutMs: number;
   readonly #logger: Logger;
   readonly #gax: CallOptions;
-  readonly #retryAfterMs: number;
-  #down = false;
-  #downUntil = 0;
+  readonly #outage: Outage;
   /** Entity reads, for tests and benchmarks (transactional reads included). */
   reads = 0;
   /** Entity writes and deletes committed, for tests and benchmarks. */
@@ -82,8 +81,8 @@ export class DatastoreTier {
     this.#codec = options.codec;
     this.#kind = options.kind ?? 'sess_';
     this.#timeoutMs = options.operationTimeoutMs ?? 4000;
-    this.#retryAfterMs = options.retryAfterMs ?? 3000;
     this.#logger = options.logger ?? silentLogger;
+    this.#outage = new Outage({ backend: 'Datastore', retryAfterMs: options.retryAfterMs, logger: this.#logger });
     // Per RPC: a short deadline and few retries, so the outer budget is not spent in one call.
     this.#gax = { timeout: Math.min(2000, this.#timeoutMs), maxRetries: 1 };
   }
@@ -94,7 +93,7 @@ export class DatastoreTier {
 
   /** False within the window after a failure, when every operation fails at once. */
   get available(): boolean {
-    return !this.#down || Date.now() >= this.#downUntil;
+    return this.#outage.available;
   }
 
   key(id: string): Key {
@@ -239,7 +238,7 @@ export class DatastoreTier {
    */
   async #bounded<T>(what: string, operation: (expired: () => boolean) => Promise<T>): Promise<T> {
     // A hung Datastore must cost one bounded wait per window, not one per request.
-    if (!this.available) throw new StoreUnavailableError(`Datastore unavailable (recent failure; retrying shortly)`);
+    this.#outage.check();
     let timer: NodeJS.Timeout | undefined;
     let expired = false;
     const running = operation(() => expired);
@@ -255,17 +254,12 @@ export class DatastoreTier {
     });
     try {
       const result = await Promise.race([running, deadline]);
-      if (this.#down) {
-        this.#down = false;
-        this.#logger.info('Datastore reachable again');
-      }
+      this.#outage.succeeded();
       return result;
     } catch (error) {
       if (error instanceof SessionTooLargeError || error instanceof UndecodableSessionError) throw error;
       const message = error instanceof Error ? error.message : String(error);
-      if (!this.#down) this.#logger.warn('Datastore unavailable', { operation: what, error: message });
-      this.#down = true;
-      this.#downUntil = Date.now() + this.#retryAfterMs;
+      this.#outage.failed(message, { operation: what });
       const failure = `Datastore ${what} failed: ${message}`;
       if (error instanceof AbandonedOperationError) throw new AbandonedOperationError(failure, error.settled);
       throw new StoreUnavailableError(failure);

@@ -3,6 +3,7 @@ import { logId, silentLogger, type Logger } from '../session/logger.js';
 import type { SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
+import { Outage } from './outage.js';
 
 /** memcached's longest key. */
 export const MAX_KEY_BYTES = 250;
@@ -111,11 +112,7 @@ export class MemcacheTier {
   readonly #codec: Codec;
   readonly #prefix: string;
   readonly #callTimeoutMs: number;
-  readonly #retryAfterMs: number;
-  readonly #logger: Logger;
-  readonly #onRecovered: (() => void) | undefined;
-  #downUntil = 0;
-  #down = false;
+  readonly #outage: Outage;
   /** Requests sent to memcached, for tests and benchmarks. */
   roundTrips = 0;
 
@@ -124,9 +121,12 @@ export class MemcacheTier {
     this.#codec = options.codec;
     this.#prefix = options.keyPrefix ?? '';
     this.#callTimeoutMs = options.callTimeoutMs ?? 1000;
-    this.#retryAfterMs = options.retryAfterMs ?? 3000;
-    this.#logger = options.logger ?? silentLogger;
-    this.#onRecovered = options.onRecovered;
+    this.#outage = new Outage({
+      backend: 'memcache',
+      retryAfterMs: options.retryAfterMs,
+      logger: options.logger ?? silentLogger,
+      onRecovered: options.onRecovered,
+    });
   }
 
   /** The memcache key of a session. */
@@ -220,16 +220,15 @@ export class MemcacheTier {
   }
 
   /** Sends one request, bounded in time; every failure becomes StoreUnavailableError. */
-  #send(
+  async #send(
     opcode: number,
     id: string,
     extras: Buffer | string,
     value: Buffer | string,
     cas?: Buffer,
   ): Promise<MemjsResponse> {
-    if (this.#down && Date.now() < this.#downUntil) {
-      return Promise.reject(new StoreUnavailableError('memcache unavailable (recent failure; retrying shortly)'));
-    }
+    // Within the window after a failure: fail at once (a rejection, as this is async).
+    this.#outage.check();
     const key = this.key(id);
     const client = this.#client;
     client.incrSeq();
@@ -250,7 +249,7 @@ export class MemcacheTier {
         if (error || !response) {
           reject(this.#failed(error ?? 'no response'));
         } else {
-          this.#recovered();
+          this.#outage.succeeded();
           resolve(response);
         }
       };
@@ -264,18 +263,8 @@ export class MemcacheTier {
 
   #failed(error: Error | string): StoreUnavailableError {
     const message = typeof error === 'string' ? error : error.message;
-    // One line per outage, not one per request or retry.
-    if (!this.#down) this.#logger.warn('memcache unavailable', { error: message });
-    this.#down = true;
-    this.#downUntil = Date.now() + this.#retryAfterMs;
+    this.#outage.failed(message);
     return new StoreUnavailableError(`memcache unavailable: ${message}`);
-  }
-
-  #recovered(): void {
-    if (!this.#down) return;
-    this.#down = false;
-    this.#logger.info('memcache reachable again');
-    this.#onRecovered?.();
   }
 
   close(): void {
