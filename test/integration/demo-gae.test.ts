@@ -18,14 +18,26 @@ import {
 const skip = missing('memcached', 'datastore-emulator');
 
 /** 50 views of one session, 10 at a time, each on its own connection, spread over `apps`. */
-async function fiftyViews(apps: RunningApp[], cookie: string): Promise<void> {
+/** 50 views of one session, 10 at a time, each on its own connection; the counts they showed, sorted. */
+async function fiftyViews(apps: RunningApp[], cookie: string): Promise<number[]> {
+  const shown: number[] = [];
   for (let batch = 0; batch < 5; batch++) {
     const replies = await Promise.all(
       Array.from({ length: 10 }, (_, i) => request(apps[(batch * 10 + i) % apps.length]!.base, '/demo', { cookie })),
     );
-    for (const reply of replies) assert.equal(reply.status, 200, reply.body);
-    for (const reply of replies) assert.ok(visitCount(reply), 'logged-in page');
+    for (const reply of replies) {
+      assert.equal(reply.status, 200, reply.body);
+      const count = visitCount(reply);
+      assert.ok(count, 'logged-in page');
+      shown.push(count);
+    }
   }
+  return shown.sort((a, b) => a - b);
+}
+
+/** from, from + 1, ... to */
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
 }
 
 describe('the demo on the App Engine store', { skip }, () => {
@@ -63,7 +75,8 @@ describe('the demo on the App Engine store', { skip }, () => {
     it(`counts each of 50 concurrent views exactly once (${mode})`, async () => {
       const app = await start(mode);
       const cookie = await login(app.base);
-      await fiftyViews([app], cookie);
+      // Each view shows the count it stored: 1 to 50, each once.
+      assert.deepEqual(await fiftyViews([app], cookie), range(1, 50));
       assert.equal(visitCount(await request(app.base, '/demo', { cookie })), 51);
       if (mode !== 'off') {
         await app.store.flush();
@@ -77,7 +90,7 @@ describe('the demo on the App Engine store', { skip }, () => {
     const two = await start('sync');
     const cookie = await login(one.base);
     assert.equal(visitCount(await request(two.base, '/demo', { cookie })), 1);
-    await fiftyViews([one, two], cookie);
+    assert.deepEqual(await fiftyViews([one, two], cookie), range(2, 51));
     assert.equal(visitCount(await request(one.base, '/demo', { cookie })), 52);
     // The second instance logs out; the first no longer knows the session.
     await request(two.base, '/demo/logout', { method: 'POST', cookie });
