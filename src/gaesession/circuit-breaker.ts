@@ -1,44 +1,48 @@
 import type { LogFields, Logger } from '../session/logger.js';
 import { StoreUnavailableError } from '../session/store.js';
 
-export interface OutageOptions {
-  /** The backend's name in log lines and errors ("memcache", "Datastore"). */
+export interface CircuitBreakerOptions {
+  /** The backend's name in log lines and errors ("memcache", "Valkey", "Datastore"). */
   backend: string;
   /** After a failure, how long calls fail at once instead of each waiting (ms, default 3000). */
-  retryAfterMs?: number | undefined;
+  openMs?: number | undefined;
   logger: Logger;
+  /** The clock (epoch ms), for tests. */
+  now?: (() => number) | undefined;
   /** Called when the backend answers again after an outage. */
   onRecovered?: (() => void) | undefined;
 }
 
 /**
- * One backend's health, as both tiers track it. After a failure, calls fail at once for a
- * short window, so a hung server costs one bounded wait per window rather than one per
- * request; an outage is logged once when it starts and once when it ends, not per call.
+ * One backend's health. After a failure the breaker opens: calls fail at once for a short
+ * window, so a hung server costs one bounded wait per window rather than one per request.
+ * An outage is logged once when it starts and once when it ends, not once per call.
  */
-export class Outage {
+export class CircuitBreaker {
   readonly #backend: string;
-  readonly #retryAfterMs: number;
+  readonly #openMs: number;
   readonly #logger: Logger;
+  readonly #now: () => number;
   readonly #onRecovered: (() => void) | undefined;
   #down = false;
-  #downUntil = 0;
+  #openUntil = 0;
 
-  constructor(options: OutageOptions) {
+  constructor(options: CircuitBreakerOptions) {
     this.#backend = options.backend;
-    this.#retryAfterMs = options.retryAfterMs ?? 3000;
+    this.#openMs = options.openMs ?? 3000;
     this.#logger = options.logger;
+    this.#now = options.now ?? Date.now;
     this.#onRecovered = options.onRecovered;
   }
 
   /** False within the window after a failure. */
-  get available(): boolean {
-    return !this.#down || Date.now() >= this.#downUntil;
+  get closed(): boolean {
+    return !this.#down || this.#now() >= this.#openUntil;
   }
 
-  /** Throws while within the window after a failure. */
+  /** Throws StoreUnavailableError while within the window after a failure. */
   check(): void {
-    if (!this.available) {
+    if (!this.closed) {
       throw new StoreUnavailableError(`${this.#backend} unavailable (recent failure; retrying shortly)`);
     }
   }
@@ -47,7 +51,7 @@ export class Outage {
   failed(message: string, fields: LogFields = {}): void {
     if (!this.#down) this.#logger.warn(`${this.#backend} unavailable`, { ...fields, error: message });
     this.#down = true;
-    this.#downUntil = Date.now() + this.#retryAfterMs;
+    this.#openUntil = this.#now() + this.#openMs;
   }
 
   /** A call succeeded: ends an outage, if there was one. */
