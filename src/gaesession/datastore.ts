@@ -4,7 +4,7 @@ import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { expiresAt, isExpired, type Session, type SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
-import { Outage } from './outage.js';
+import { CircuitBreaker } from './circuit-breaker.js';
 import { isNewer, refreshDue, sameState, sleep } from './rules.js';
 
 /** Datastore's entity limit is 1 MiB including key and property names; keep a margin. */
@@ -70,7 +70,7 @@ export class DatastoreTier {
   readonly #timeoutMs: number;
   readonly #logger: Logger;
   readonly #gax: CallOptions;
-  readonly #outage: Outage;
+  readonly #outage: CircuitBreaker;
   /** Entity reads, for tests and benchmarks (transactional reads included). */
   reads = 0;
   /** Entity writes and deletes committed, for tests and benchmarks. */
@@ -82,7 +82,7 @@ export class DatastoreTier {
     this.#kind = options.kind ?? 'sess_';
     this.#timeoutMs = options.operationTimeoutMs ?? 4000;
     this.#logger = options.logger ?? silentLogger;
-    this.#outage = new Outage({ backend: 'Datastore', retryAfterMs: options.retryAfterMs, logger: this.#logger });
+    this.#outage = new CircuitBreaker({ backend: 'Datastore', openMs: options.retryAfterMs, logger: this.#logger });
     // Per RPC: a short deadline and few retries, so the outer budget is not spent in one call.
     this.#gax = { timeout: Math.min(2000, this.#timeoutMs), maxRetries: 1 };
   }
@@ -93,7 +93,7 @@ export class DatastoreTier {
 
   /** False within the window after a failure, when every operation fails at once. */
   get available(): boolean {
-    return this.#outage.available;
+    return this.#outage.closed;
   }
 
   key(id: string): Key {

@@ -3,7 +3,7 @@ import { logId, silentLogger, type Logger } from '../session/logger.js';
 import type { SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
-import { Outage } from './outage.js';
+import { CircuitBreaker } from './circuit-breaker.js';
 
 /** memcached's longest key. */
 export const MAX_KEY_BYTES = 250;
@@ -112,7 +112,7 @@ export class MemcacheTier {
   readonly #codec: Codec;
   readonly #prefix: string;
   readonly #callTimeoutMs: number;
-  readonly #outage: Outage;
+  readonly #outage: CircuitBreaker;
   /** Requests sent to memcached, for tests and benchmarks. */
   roundTrips = 0;
 
@@ -121,9 +121,9 @@ export class MemcacheTier {
     this.#codec = options.codec;
     this.#prefix = options.keyPrefix ?? '';
     this.#callTimeoutMs = options.callTimeoutMs ?? 1000;
-    this.#outage = new Outage({
+    this.#outage = new CircuitBreaker({
       backend: 'memcache',
-      retryAfterMs: options.retryAfterMs,
+      openMs: options.retryAfterMs,
       logger: options.logger ?? silentLogger,
       onRecovered: options.onRecovered,
     });
