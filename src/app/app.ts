@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { sessionMiddleware } from '../express/middleware.js';
 import type { PurgeFunction } from '../gaesession/purge.js';
 import { CookieManager } from '../session/cookie-manager.js';
 import type { Logger } from '../session/logger.js';
-import { sessionMiddleware } from '../session/middleware.js';
-import { SessionTooLargeError, StoreUnavailableError, type Store } from '../session/store.js';
+import { SessionContentionError, SessionTooLargeError, StoreUnavailableError, type Store } from '../session/store.js';
 import type { Config } from './config.js';
 import { demoRouter } from './demo.js';
 import { requestLogger } from './logging.js';
@@ -18,12 +18,23 @@ export interface AppParts {
   store: Store;
   /** Deletes expired sessions from Datastore; absent when there is no Datastore. */
   purge?: PurgeFunction | undefined;
+  /** Where sessions are kept, in words, for the demo page. */
+  storeDescription?: string | undefined;
   logger: Logger;
 }
 
 /** The demo web app, ready to listen. Closing `manager` closes the store. */
-export function createApp({ config, store, purge, logger }: AppParts): { app: Express; manager: CookieManager } {
-  const manager = new CookieManager({ store, cookie: config.cookie, timeoutSeconds: config.timeoutSeconds, logger });
+export function createApp({ config, store, purge, storeDescription, logger }: AppParts): {
+  app: Express;
+  manager: CookieManager;
+} {
+  const manager = new CookieManager({
+    store,
+    cookie: config.cookie,
+    timeoutSeconds: config.timeoutSeconds,
+    lifetimeSeconds: config.lifetimeSeconds,
+    logger,
+  });
   const app = express();
   // App Engine's front end terminates TLS and reports the scheme in X-Forwarded-Proto;
   // trusting the one proxy in front of the app makes `req.secure` (and Secure cookies) right.
@@ -38,7 +49,13 @@ export function createApp({ config, store, purge, logger }: AppParts): { app: Ex
   app.get('/', (_req, res) => res.redirect(302, '/demo'));
   app.use(
     '/demo',
-    demoRouter({ password: config.demoPassword, purge, purgeDeadlineSeconds: config.purgeDeadlineSeconds, logger }),
+    demoRouter({
+      password: config.demoPassword,
+      purge,
+      purgeDeadlineSeconds: config.purgeDeadlineSeconds,
+      storeDescription: storeDescription ?? `in ${config.store}`,
+      logger,
+    }),
   );
   // After the pages, so that a page view does not walk past it; no page lives under /static.
   app.use('/static', express.static(path.join(root, 'public'), { maxAge: '1h' }));
@@ -60,8 +77,11 @@ function errorHandler(logger: Logger) {
     // A message that is a stack trace is what Cloud Error Reporting picks up from the logs.
     if (status >= 500)
       logger.error(error instanceof Error && error.stack ? error.stack : `request failed: ${String(error)}`);
+    if (error instanceof StoreUnavailableError) res.setHeader('Retry-After', '1');
     const message =
-      error instanceof StoreUnavailableError
+      error instanceof SessionContentionError
+        ? 'Too many requests changed your session at once; nothing was changed. Please try again.'
+        : error instanceof StoreUnavailableError
         ? 'Sessions are unavailable right now; please try again in a moment.'
         : error instanceof SessionTooLargeError
           ? `The session could not be saved: ${error.message}`

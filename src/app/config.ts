@@ -18,6 +18,10 @@ export interface Config {
   asyncWriteIntervalMs: number;
   keyPrefix: string;
   timeoutSeconds: number;
+  /** Absolute lifetime of a session, from its creation. */
+  lifetimeSeconds: number;
+  /** Most sessions the in-memory store holds before it drops the least recently used. */
+  memoryMaxSessions: number;
   cookie: { name: string; maxAgeSeconds: number; secure: SecurePolicy };
   purgeDeadlineSeconds: number;
   /** How long shutdown waits for in-flight requests and pending writes. */
@@ -92,6 +96,15 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
+  // A year at most: longer is surely a mistake, and memcached's expiry field must hold it.
+  const timeoutSeconds = integer('SESSION_TIMEOUT_SECONDS', 1800, 1, 365 * DAY);
+  const lifetimeSeconds = integer('SESSION_MAX_LIFETIME_SECONDS', Math.max(DAY, timeoutSeconds), 1, 400 * DAY);
+  if (lifetimeSeconds < timeoutSeconds) {
+    throw new ConfigError(
+      `SESSION_MAX_LIFETIME_SECONDS (${lifetimeSeconds}) must not be below SESSION_TIMEOUT_SECONDS (${timeoutSeconds})`,
+    );
+  }
+
   return {
     port: integer('PORT', 8080, 0, 65535),
     store,
@@ -105,8 +118,9 @@ export function loadConfig(env: Env = process.env): Config {
     datastoreKind,
     asyncWriteIntervalMs: integer('DATASTORE_ASYNC_INTERVAL_MS', 2000, 0, 600_000),
     keyPrefix,
-    // A year at most: longer is surely a mistake, and memcached's expiry field must hold it.
-    timeoutSeconds: integer('SESSION_TIMEOUT_SECONDS', 1800, 1, 365 * DAY),
+    timeoutSeconds,
+    lifetimeSeconds,
+    memoryMaxSessions: integer('MEMORY_STORE_MAX_SESSIONS', 10_000, 1, 10_000_000),
     cookie: {
       name: cookieName,
       // Browsers cap Max-Age at 400 days.

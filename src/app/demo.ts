@@ -3,7 +3,7 @@ import express, { Router, type Request, type Response } from 'express';
 import type { PurgeFunction } from '../gaesession/purge.js';
 import { purgeHandler } from '../gaesession/purge.js';
 import type { Logger } from '../session/logger.js';
-import { StoreUnavailableError } from '../session/store.js';
+import type { SessionSummary } from '../session/manager.js';
 import { rejectCrossSite } from './security.js';
 
 /** What the demo keeps in a session: the user name never changes, the count does. */
@@ -20,26 +20,43 @@ export interface DemoOptions {
   password: string;
   purge: PurgeFunction | undefined;
   purgeDeadlineSeconds: number;
+  /** Where sessions are kept, in words ("in memcache with a Datastore backup"). */
+  storeDescription: string;
   logger: Logger;
 }
 
-/** The demo: a visit counter behind a login, and the cron purge. Mounted at /demo. */
+/** The demo: a visit counter behind a login, rotation, log out everywhere, and the cron purge. Mounted at /demo. */
 export function demoRouter(options: DemoOptions): Router {
   const router = Router();
   const forms = [express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 }), rejectCrossSite()];
+  const page = (res: Response, state: DemoPageState): void =>
+    renderDemoPage(res, options.password, { storeDescription: options.storeDescription, ...state });
 
   router.get('/', async (req, res) => {
-    const session = await req.sessions.get<DemoConstants, DemoVariables>();
+    // The one page that may render as "logged out" when the store is down, and says so.
+    const session = await req.sessions.get<DemoConstants, DemoVariables>({ allowUnavailable: true });
     if (!session) {
-      renderDemoPage(res, options.password, { unavailable: req.sessions.unavailable });
+      page(res, { unavailable: req.sessions.unavailable });
       return;
     }
     // `update` (not get + set) so that concurrent views of one session are all counted: if
-    // another view saved first, the store replays the increment on its count. Saving before
-    // rendering (instead of leaving it to the middleware) shows the count as it was stored.
+    // another view saved first, its increment is replayed on the newer count. Saving before
+    // rendering shows the count as it was stored.
     session.update('count', (c) => (c ?? 0) + 1);
-    await req.sessions.save();
-    renderDemoPage(res, options.password, { userName: session.constant('userName'), count: session.get('count') ?? 0 });
+    const userName = session.constant('userName');
+    if ((await req.sessions.save()) === 'gone') {
+      page(res, { ended: true });
+      return;
+    }
+    const sessions = await req.sessions.sessionsOf(userName);
+    page(res, {
+      userName,
+      count: session.get('count') ?? 0,
+      sessions,
+      source: session.source,
+      expires: session.expires,
+      deadline: session.deadline,
+    });
   });
 
   router.post('/login', ...forms, async (req, res) => {
@@ -47,31 +64,41 @@ export function demoRouter(options: DemoOptions): Router {
     const password = field(req, 'password');
     if (userName.length > MAX_USER_NAME_LENGTH) {
       res.status(400);
-      renderDemoPage(res, options.password, {
-        error: `The user name is longer than ${MAX_USER_NAME_LENGTH} characters.`,
-      });
+      page(res, { error: `The user name is longer than ${MAX_USER_NAME_LENGTH} characters.` });
       return;
     }
     if (userName === '' || !samePassword(password, options.password)) {
       res.status(401);
-      renderDemoPage(res, options.password, { error: 'Wrong user name or password.', userNameInput: userName });
+      page(res, { error: 'Wrong user name or password.', userNameInput: userName });
       return;
     }
     // A login always starts a new session with a new ID, so an ID planted in the browser
     // before login (session fixation) is worth nothing afterwards.
     const previous = await req.sessions.get();
     if (previous) await req.sessions.remove(previous);
-    const session = req.sessions.create<DemoConstants, DemoVariables>({ userName }, { count: 0 });
+    const session = req.sessions.create<DemoConstants, DemoVariables>({ userName }, { count: 0 }, { owner: userName });
     await req.sessions.add(session);
     res.redirect(303, '/demo');
   });
 
+  // get() answers 503 when the store cannot say whether the cookie names a session: claiming a
+  // logout then would leave the session alive behind the user's back.
   router.post('/logout', ...forms, async (req, res) => {
     const session = await req.sessions.get();
-    // The store could not say whether the cookie names a session: claiming a logout here
-    // would leave the session alive behind the user's back. 503, and the cookie stays for a retry.
-    if (!session && req.sessions.unavailable) throw new StoreUnavailableError('could not reach the session store');
     if (session) await req.sessions.remove(session);
+    res.redirect(303, '/demo');
+  });
+
+  // After a privilege change (a second factor, a new password) an app rotates the ID like this.
+  router.post('/rotate', ...forms, async (req, res) => {
+    const session = await req.sessions.get();
+    if (session) await req.sessions.rotate(session);
+    res.redirect(303, '/demo');
+  });
+
+  router.post('/logout-all', ...forms, async (req, res) => {
+    const session = await req.sessions.get<DemoConstants, DemoVariables>();
+    if (session) await req.sessions.removeSessionsOf(session.constant('userName'));
     res.redirect(303, '/demo');
   });
 
@@ -87,9 +114,18 @@ export function demoRouter(options: DemoOptions): Router {
 export interface DemoPageState {
   userName?: string | undefined;
   count?: number | undefined;
+  /** The user's live sessions (this one marked `current`). */
+  sessions?: SessionSummary[] | undefined;
+  /** Which tier served this view. */
+  source?: string | undefined;
+  expires?: Date | undefined;
+  deadline?: Date | undefined;
+  storeDescription?: string | undefined;
   error?: string;
   userNameInput?: string;
   unavailable?: boolean;
+  /** The session ended (elsewhere) while this view was changing it. */
+  ended?: boolean;
 }
 
 /** Renders views/demo.ejs (the benchmark's reference servers render it the same way). */
@@ -97,6 +133,12 @@ export function renderDemoPage(res: Response, password: string, state: DemoPageS
   res.render('demo', {
     userName: undefined,
     count: undefined,
+    sessions: [],
+    source: undefined,
+    expires: undefined,
+    deadline: undefined,
+    storeDescription: undefined,
+    ended: false,
     error: undefined,
     userNameInput: '',
     unavailable: false,

@@ -2,9 +2,8 @@ import type { Server } from 'node:http';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, onGoogleCloud } from './logging.js';
-import { createSessionStore } from './sessions.js';
+import { createSessionBackend, type SessionBackend } from './sessions.js';
 import type { Logger } from '../session/logger.js';
-import type { Manager } from '../session/manager.js';
 
 /** Starts the demo server from the environment; resolves once it listens. */
 export async function start(env: Record<string, string | undefined> = process.env): Promise<Server> {
@@ -21,8 +20,8 @@ export async function start(env: Record<string, string | undefined> = process.en
     level: config.logLevel,
     projectId: env['GOOGLE_CLOUD_PROJECT'],
   });
-  const { store, purge } = await createSessionStore(config, logger);
-  const { app, manager } = createApp({ config, store, purge, logger });
+  const backend = createSessionBackend(config, logger);
+  const { app } = createApp({ config, store: backend.store, purge: backend.purge, storeDescription: backend.description, logger });
   const server = app.listen(config.port);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
@@ -31,8 +30,8 @@ export async function start(env: Record<string, string | undefined> = process.en
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   // Handlers first: whoever waits for the "listening" line may signal at once.
-  stopOnSignals(server, manager, config.shutdownGraceSeconds, logger);
-  logger.info(`listening on http://localhost:${port}/demo`, { port, store: config.store, datastore: config.datastore });
+  stopOnSignals(server, backend, config.shutdownGraceSeconds, logger);
+  logger.info(`listening on http://localhost:${port}/demo`, { port, sessions: backend.description });
   return server;
 }
 
@@ -41,7 +40,7 @@ export async function start(env: Record<string, string | undefined> = process.en
  * in-flight requests finish, then close the store (which waits for pending asynchronous
  * writes), all within the grace period, and exit 0.
  */
-function stopOnSignals(server: Server, manager: Manager, graceSeconds: number, logger: Logger): void {
+function stopOnSignals(server: Server, backend: SessionBackend, graceSeconds: number, logger: Logger): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -60,7 +59,7 @@ function stopOnSignals(server: Server, manager: Manager, graceSeconds: number, l
     server.close(() => {
       clearTimeout(deadline);
       clearInterval(idleCloser);
-      manager.close().then(
+      backend.close().then(
         () => {
           logger.info('shut down cleanly');
           process.exit(0);

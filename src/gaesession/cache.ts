@@ -9,6 +9,11 @@
  * wait. A value or key over the backend's limit throws `SessionTooLargeError` before sending.
  */
 
+/** The tombstone of an ended session ID is kept under the session's key plus this. */
+export const ENDED_SUFFIX = ':ended';
+/** An owner's index is kept under the key prefix plus this plus the owner's hash. */
+export const OWNER_PREFIX = 'owner:';
+
 /** What a conditional write presents: memcache's CAS value, or the bytes Valkey returned. */
 export type CacheToken = Buffer;
 
@@ -25,6 +30,8 @@ export interface SessionCache {
   readonly name: string;
   /** Reads a session's bytes and restarts its TTL, in one round trip; undefined when absent. */
   read(id: string, ttlSeconds: number): Promise<CachedItem | undefined>;
+  /** Reads a session's bytes without touching its TTL (listing a user's sessions must not keep them alive). */
+  get(id: string): Promise<Buffer | undefined>;
   /** Sets the TTL of a session's item (used when its absolute deadline is nearer than the idle timeout). */
   expire(id: string, ttlSeconds: number): Promise<void>;
   /** Stores bytes only if the key is absent; undefined when it is present. */

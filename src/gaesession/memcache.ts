@@ -1,8 +1,7 @@
 import memjs from 'memjs';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
-import type { SessionRecord } from '../session/session.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
-import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
+import { ENDED_SUFFIX, OWNER_PREFIX, type CachedItem, type CacheToken, type CacheWriteResult, type SessionCache } from './cache.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 
 /** memcached's longest key. */
@@ -74,18 +73,9 @@ export function createMemcacheClient(options: MemcacheClientOptions): memjs.Clie
   });
 }
 
-/** A session read from memcache, with the CAS value a later write must present. */
-export interface CachedRecord {
-  record: SessionRecord;
-  cas: Buffer;
-}
-
-export type CasResult = { status: 'stored'; cas: Buffer } | { status: 'exists' } | { status: 'not-found' };
-
-export interface MemcacheTierOptions {
+export interface MemcacheCacheOptions {
   /** The shared memjs client (its typings include the low-level calls used here). */
   client: MemjsLowLevel;
-  codec: Codec;
   keyPrefix?: string | undefined;
   /**
    * The whole time a call may take, retries included, in ms (default 1000). memjs can wait
@@ -94,147 +84,182 @@ export interface MemcacheTierOptions {
    */
   callTimeoutMs?: number | undefined;
   /** After a failure, calls fail at once for this long (ms, default 3000) instead of each waiting. */
-  retryAfterMs?: number | undefined;
+  openMs?: number | undefined;
   logger?: Logger | undefined;
+  now?: (() => number) | undefined;
   /** Called when memcache answers again after an outage. */
   onRecovered?: (() => void) | undefined;
 }
 
+/** Attempts of a compare-and-set on an owner index before an update gives up. */
+const INDEX_ATTEMPTS = 10;
+
 /**
- * Sessions in memcached over the binary protocol. Reads are GAT (get-and-touch): one round
- * trip returns the item with its CAS value and restarts its expiry, so a view that changes
- * nothing costs exactly that. Writes of changes are SETs carrying the CAS from the read, so
- * a write never overwrites another request's newer state (memcached answers "exists", and
- * the store replays its changes on the newer state).
+ * The memcache cache tier, over the binary protocol. A read is GAT (get-and-touch): one round
+ * trip returns the item with its CAS value and restarts its expiry. Conditional writes and
+ * deletes carry that CAS value, so memcached itself refuses one that would overwrite another
+ * request's newer state.
  */
-export class MemcacheTier {
+export class MemcacheCache implements SessionCache {
+  readonly name = 'memcache';
   readonly #client: MemjsLowLevel;
-  readonly #codec: Codec;
   readonly #prefix: string;
   readonly #callTimeoutMs: number;
-  readonly #outage: CircuitBreaker;
-  /** Requests sent to memcached, for tests and benchmarks. */
+  readonly #breaker: CircuitBreaker;
   roundTrips = 0;
 
-  constructor(options: MemcacheTierOptions) {
+  constructor(options: MemcacheCacheOptions) {
     this.#client = options.client;
-    this.#codec = options.codec;
     this.#prefix = options.keyPrefix ?? '';
     this.#callTimeoutMs = options.callTimeoutMs ?? 1000;
-    this.#outage = new CircuitBreaker({
+    this.#breaker = new CircuitBreaker({
       backend: 'memcache',
-      openMs: options.retryAfterMs,
+      openMs: options.openMs,
       logger: options.logger ?? silentLogger,
+      now: options.now,
       onRecovered: options.onRecovered,
     });
   }
 
-  /** The memcache key of a session. */
-  key(id: string): string {
-    return this.#prefix + id;
-  }
-
-  /** Reads a session and restarts its expiry; undefined when memcache does not have it. */
-  async getAndTouch(id: string, ttlSeconds: number): Promise<CachedRecord | undefined> {
-    const response = await this.#send(OP.gat, id, expiration(ttlSeconds), '');
+  async read(id: string, ttlSeconds: number): Promise<CachedItem | undefined> {
+    const response = await this.#send(OP.gat, this.#prefix + id, expiration(ttlSeconds), '');
     if (response.header.status === STATUS.notFound) return undefined;
     this.#expectOk(response, 'GAT', id);
-    return { record: this.#decode(response.val, id), cas: response.header.cas };
+    return { value: response.val, token: response.header.cas };
   }
 
-  /** Whether memcache holds the session (a plain GET: nothing is touched). */
-  async has(id: string): Promise<boolean> {
-    const response = await this.#send(OP.get, id, '', '');
+  async get(id: string): Promise<Buffer | undefined> {
+    const response = await this.#send(OP.get, this.#prefix + id, '', '');
+    if (response.header.status === STATUS.notFound) return undefined;
+    this.#expectOk(response, 'GET', id);
+    return response.val;
+  }
+
+  async expire(id: string, ttlSeconds: number): Promise<void> {
+    const response = await this.#send(OP.touch, this.#prefix + id, expiration(ttlSeconds), '');
+    if (response.header.status !== STATUS.notFound) this.#expectOk(response, 'TOUCH', id);
+  }
+
+  async add(id: string, value: Buffer, ttlSeconds: number): Promise<CacheToken | undefined> {
+    const response = await this.#send(OP.add, this.#checkedKey(id, value), storeExtras(ttlSeconds), value);
+    if (response.header.status === STATUS.exists || response.header.status === STATUS.notStored) return undefined;
+    this.#expectOk(response, 'ADD', id);
+    return response.header.cas;
+  }
+
+  async replace(id: string, value: Buffer, ttlSeconds: number, token: CacheToken): Promise<CacheWriteResult> {
+    const key = this.#checkedKey(id, value);
+    const response = await this.#send(OP.set, key, storeExtras(ttlSeconds), value, token);
+    if (response.header.status === STATUS.exists) return { status: 'conflict' };
+    if (response.header.status === STATUS.notFound) return { status: 'gone' };
+    this.#expectOk(response, 'SET', id);
+    return { status: 'stored', token: response.header.cas };
+  }
+
+  async delete(id: string, token?: CacheToken): Promise<'deleted' | 'conflict' | 'absent'> {
+    const response = await this.#send(OP.delete, this.#prefix + id, '', '', token);
+    if (response.header.status === STATUS.notFound) return 'absent';
+    if (response.header.status === STATUS.exists) return 'conflict';
+    this.#expectOk(response, 'DELETE', id);
+    return 'deleted';
+  }
+
+  async bury(id: string, ttlSeconds: number): Promise<void> {
+    const response = await this.#send(OP.set, this.#prefix + id + ENDED_SUFFIX, storeExtras(ttlSeconds), '1');
+    this.#expectOk(response, 'SET', id);
+  }
+
+  async isBuried(id: string): Promise<boolean> {
+    const response = await this.#send(OP.get, this.#prefix + id + ENDED_SUFFIX, '', '');
     if (response.header.status === STATUS.notFound) return false;
     this.#expectOk(response, 'GET', id);
     return true;
   }
 
-  /** Restarts the expiry of an item without reading it. */
-  async touch(id: string, ttlSeconds: number): Promise<boolean> {
-    const response = await this.#send(OP.touch, id, expiration(ttlSeconds), '');
-    if (response.header.status === STATUS.notFound) return false;
-    this.#expectOk(response, 'TOUCH', id);
-    return true;
+  addOwned(owner: string, id: string, ttlSeconds: number): Promise<void> {
+    return this.#updateIndex(owner, ttlSeconds, (ids) => (ids.includes(id) ? ids : [...ids, id]));
   }
 
-  /** Stores a session that memcache must not have yet; undefined when it does. */
-  async add(record: SessionRecord): Promise<Buffer | undefined> {
-    const value = this.encode(record);
-    const response = await this.#send(OP.add, record.id, storeExtras(record.timeout), value);
-    if (response.header.status === STATUS.exists || response.header.status === STATUS.notStored) return undefined;
-    this.#expectOk(response, 'ADD', record.id);
-    return response.header.cas;
+  async listOwned(owner: string): Promise<string[]> {
+    return (await this.#readIndex(owner))?.ids ?? [];
   }
 
-  /** Replaces the item only if it is still the one read with `cas`. */
-  async setIfUnchanged(record: SessionRecord, cas: Buffer): Promise<CasResult> {
-    const value = this.encode(record);
-    const response = await this.#send(OP.set, record.id, storeExtras(record.timeout), value, cas);
-    if (response.header.status === STATUS.exists) return { status: 'exists' };
-    if (response.header.status === STATUS.notFound) return { status: 'not-found' };
-    this.#expectOk(response, 'SET', record.id);
-    return { status: 'stored', cas: response.header.cas };
+  removeOwned(owner: string, ids: string[]): Promise<void> {
+    // An index item lives as long as the newest session in it could; a removal keeps that TTL.
+    return this.#updateIndex(owner, undefined, (current) => current.filter((id) => !ids.includes(id)));
   }
 
-  /** Removes a session; true when it was there. */
-  async delete(id: string): Promise<boolean> {
-    const response = await this.#send(OP.delete, id, '', '');
-    if (response.header.status === STATUS.notFound) return false;
-    this.#expectOk(response, 'DELETE', id);
-    return true;
+  async close(): Promise<void> {
+    this.#client.close();
   }
 
-  /** The bytes of a record, after checking them against memcached's limits. */
-  encode(record: SessionRecord): Buffer {
-    const keyBytes = Buffer.byteLength(this.key(record.id));
-    if (keyBytes > MAX_KEY_BYTES) {
-      throw new SessionTooLargeError(
-        `memcache key of ${keyBytes} bytes exceeds memcached's ${MAX_KEY_BYTES}-byte limit`,
-      );
+  /** An owner's index: one item holding a JSON array of IDs, changed by compare-and-set. */
+  async #readIndex(owner: string): Promise<{ ids: string[]; cas: Buffer } | undefined> {
+    const response = await this.#send(OP.get, this.#prefix + OWNER_PREFIX + owner, '', '');
+    if (response.header.status === STATUS.notFound) return undefined;
+    this.#expectOk(response, 'GET', owner);
+    const parsed: unknown = JSON.parse(response.val.toString('utf8') || '[]');
+    const ids = Array.isArray(parsed) ? parsed.filter((id): id is string => typeof id === 'string') : [];
+    return { ids, cas: response.header.cas };
+  }
+
+  async #updateIndex(owner: string, ttlSeconds: number | undefined, change: (ids: string[]) => string[]): Promise<void> {
+    const key = this.#prefix + OWNER_PREFIX + owner;
+    for (let attempt = 1; attempt <= INDEX_ATTEMPTS; attempt++) {
+      const current = await this.#readIndex(owner);
+      if (!current && ttlSeconds === undefined) return;
+      const value = Buffer.from(JSON.stringify(change(current?.ids ?? [])), 'utf8');
+      // A removal has no TTL of its own to give: 0 would mean "never expires", so keep a day.
+      const extras = storeExtras(ttlSeconds ?? 86_400);
+      const response = current
+        ? await this.#send(OP.set, key, extras, value, current.cas)
+        : await this.#send(OP.add, key, extras, value);
+      const status = response.header.status;
+      if (status === STATUS.exists || status === STATUS.notStored || status === STATUS.notFound) continue;
+      this.#expectOk(response, 'SET', owner);
+      return;
     }
-    const value = this.#codec.encode(record);
+    throw new StoreUnavailableError('memcache owner index changed by too many requests at once');
+  }
+
+  /** The key of a session's item, after checking key and value against memcached's limits. */
+  #checkedKey(id: string, value: Buffer): string {
+    const key = this.#prefix + id;
+    const keyBytes = Buffer.byteLength(key);
+    if (keyBytes > MAX_KEY_BYTES) {
+      throw new SessionTooLargeError(`memcache key of ${keyBytes} bytes exceeds memcached's ${MAX_KEY_BYTES}-byte limit`);
+    }
     const limit = MAX_ITEM_BYTES - ITEM_OVERHEAD_BYTES - keyBytes;
     if (value.length > limit) {
       throw new SessionTooLargeError(
         `session of ${value.length} bytes exceeds the memcache item limit (${limit} bytes of value in a 1 MB item)`,
       );
     }
-    return value;
-  }
-
-  #decode(value: Buffer, id: string): SessionRecord {
-    const record = decodeWith(this.#codec, value);
-    // A key maps to one session; anything else there is corruption, and must not be served.
-    if (record.id !== id) throw new UndecodableSessionError(`memcache item ${logId(id)} holds another session`);
-    return record;
+    return key;
   }
 
   #expectOk(response: MemjsResponse, operation: string, id: string): void {
     const status = response.header.status;
     if (status === STATUS.ok) return;
     if (status === STATUS.tooLarge) throw new SessionTooLargeError('memcached refused the session as too large');
-    throw new StoreUnavailableError(
-      `memcache ${operation} of ${logId(id)} failed with status 0x${status.toString(16)}`,
-    );
+    throw new StoreUnavailableError(`memcache ${operation} of ${logId(id)} failed with status 0x${status.toString(16)}`);
   }
 
   /** Sends one request, bounded in time; every failure becomes StoreUnavailableError. */
   async #send(
     opcode: number,
-    id: string,
+    key: string,
     extras: Buffer | string,
     value: Buffer | string,
     cas?: Buffer,
   ): Promise<MemjsResponse> {
     // Within the window after a failure: fail at once (a rejection, as this is async).
-    this.#outage.check();
-    const key = this.key(id);
+    this.#breaker.check();
     const client = this.#client;
     client.incrSeq();
     const seq = client.seq;
     const request = memjs.Utils.makeRequestBuffer(opcode, key, extras, value, seq);
-    // The 8-byte CAS field of the request header: memcached stores only if the item's CAS matches.
+    // The 8-byte CAS field of the request header: memcached acts only if the item's CAS matches.
     if (cas) cas.copy(request, 16, 0, 8);
     this.roundTrips++;
     return new Promise<MemjsResponse>((resolve, reject) => {
@@ -247,9 +272,11 @@ export class MemcacheTier {
         settled = true;
         clearTimeout(timer);
         if (error || !response) {
-          reject(this.#failed(error ?? 'no response'));
+          const message = typeof error === 'string' ? error : (error?.message ?? 'no response');
+          this.#breaker.failed(message);
+          reject(new StoreUnavailableError(`memcache unavailable: ${message}`));
         } else {
-          this.#outage.succeeded();
+          this.#breaker.succeeded();
           resolve(response);
         }
       };
@@ -259,16 +286,6 @@ export class MemcacheTier {
         finish(error instanceof Error ? error : String(error), null);
       }
     });
-  }
-
-  #failed(error: Error | string): StoreUnavailableError {
-    const message = typeof error === 'string' ? error : error.message;
-    this.#outage.failed(message);
-    return new StoreUnavailableError(`memcache unavailable: ${message}`);
-  }
-
-  close(): void {
-    this.#client.close();
   }
 }
 

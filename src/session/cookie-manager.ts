@@ -1,8 +1,10 @@
-import { clearingCookie, sessionCookie, type CookieOptions } from './cookie.js';
+import { SessionCommitter, type SaveOutcome } from './commit.js';
+import { clearingCookie, occursOnceAsIs, sessionCookie, type CookieOptions } from './cookie.js';
+import { SessionDraft } from './draft.js';
 import { DEFAULT_ID_BYTES, newSessionId, sessionIdValidator } from './id.js';
-import { silentLogger, type Logger } from './logger.js';
-import type { HttpExchange, Manager } from './manager.js';
-import { Session, type Attributes } from './session.js';
+import { logId, silentLogger, type Logger } from './logger.js';
+import type { HttpExchange, SessionSummary } from './manager.js';
+import { deadline, expiresAt, ownerHash, type Attributes } from './record.js';
 import type { Store } from './store.js';
 
 export interface CookieManagerOptions {
@@ -10,66 +12,171 @@ export interface CookieManagerOptions {
   cookie: CookieOptions;
   /** Idle timeout of new sessions, in seconds. */
   timeoutSeconds: number;
+  /** Absolute lifetime of new sessions, in seconds (default: a day, or the idle timeout if longer). */
+  lifetimeSeconds?: number | undefined;
   /** Random bytes per session ID (default 18). */
-  idBytes?: number;
-  logger?: Logger;
+  idBytes?: number | undefined;
+  logger?: Logger | undefined;
+  now?: (() => number) | undefined;
 }
 
-/** A Manager that carries the session ID in a cookie (the Go `CookieManager`). */
-export class CookieManager implements Manager {
+/**
+ * Ties sessions to HTTP requests through a cookie that holds the session ID (the Go
+ * `CookieManager`), and gives them their lifecycle: create, save, rotate, remove, and find or
+ * end all sessions of one owner. It works on `SessionDraft`s; handlers see `Session`s, through
+ * the Express middleware.
+ */
+export class CookieManager {
   readonly store: Store;
   readonly #cookie: CookieOptions;
   readonly #timeoutSeconds: number;
+  readonly #lifetimeSeconds: number;
   readonly #idBytes: number;
   readonly #isValidId: (value: string) => boolean;
   readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #committer: SessionCommitter;
 
   constructor(options: CookieManagerOptions) {
     this.store = options.store;
     this.#cookie = options.cookie;
     this.#timeoutSeconds = options.timeoutSeconds;
+    this.#lifetimeSeconds = options.lifetimeSeconds ?? Math.max(86_400, options.timeoutSeconds);
     this.#idBytes = options.idBytes ?? DEFAULT_ID_BYTES;
     this.#isValidId = sessionIdValidator(this.#idBytes);
     this.#logger = options.logger ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+    this.#committer = new SessionCommitter(this.store, this.#now);
   }
 
-  newSession<C extends Attributes, V extends Attributes>(constants?: C, variables?: Partial<V>): Session<C, V> {
-    return Session.create<C, V>({
+  /** A new session (new ID, the configured timeouts), not stored until `add`. */
+  create(constants?: Attributes, variables?: Attributes, owner?: string): SessionDraft {
+    return SessionDraft.create({
       id: newSessionId(this.#idBytes),
       timeoutSeconds: this.#timeoutSeconds,
-      ...(constants && { constants }),
-      ...(variables && { variables }),
+      lifetimeSeconds: this.#lifetimeSeconds,
+      constants,
+      variables,
+      owner: owner === undefined ? undefined : ownerHash(owner),
+      now: this.#now(),
     });
   }
 
-  async get(exchange: HttpExchange): Promise<Session | undefined> {
+  /**
+   * The live session the request's cookie names, or undefined. A cookie that is not exactly
+   * one canonical session ID, or names no live session, is cleared, and only a canonical one
+   * is ever looked up. Throws StoreUnavailableError when the store cannot tell.
+   */
+  async load(exchange: HttpExchange): Promise<SessionDraft | undefined> {
+    const header = exchange.cookieHeader;
+    if (!header?.includes(this.#cookie.name)) return undefined;
     const value = exchange.cookie(this.#cookie.name);
     if (value === undefined) return undefined;
-    if (!this.#isValidId(value)) {
-      this.#logger.debug('malformed session cookie rejected', { length: value.length });
-      exchange.setCookie(clearingCookie(this.#cookie, exchange.secure));
+    if (typeof value !== 'string' || !this.#isValidId(value) || !occursOnceAsIs(header, this.#cookie.name, value)) {
+      this.#logger.debug('session cookie rejected: not exactly one canonical session ID');
+      this.#clearCookie(exchange);
       return undefined;
     }
-    const session = await this.store.get(value);
-    if (!session) exchange.setCookie(clearingCookie(this.#cookie, exchange.secure));
-    return session;
+    const loaded = await this.store.load(value);
+    if (!loaded) {
+      this.#clearCookie(exchange);
+      return undefined;
+    }
+    return new SessionDraft(loaded.record, loaded.token, false, loaded.source);
   }
 
-  async add(session: Session, exchange: HttpExchange): Promise<void> {
-    await this.store.add(session);
-    exchange.setCookie(sessionCookie(this.#cookie, session.id, exchange.secure));
+  /** Stores a new session, then hands its ID to the client; no cookie if storing fails. */
+  async add(draft: SessionDraft, exchange: HttpExchange): Promise<void> {
+    const record = draft.next(this.#now());
+    const result = await this.store.write(record, undefined);
+    // 18 random bytes make a collision practically impossible; never take over a session anyway.
+    if (result.status !== 'stored') throw new Error('a session with this new ID exists already');
+    draft.committed(record, result.token);
+    exchange.setCookie(sessionCookie(this.#cookie, record.id, exchange.secure));
+    this.#logger.info('session added', { sessionId: logId(record.id) });
   }
 
-  save(session: Session): Promise<boolean> {
-    return this.store.save(session);
+  /** Saves a request's changes; 'gone' when the session ended meanwhile (nothing was stored). */
+  save(draft: SessionDraft): Promise<SaveOutcome> {
+    return this.#committer.save(draft);
   }
 
-  async remove(session: Session, exchange: HttpExchange): Promise<void> {
-    await this.store.remove(session.id);
-    exchange.setCookie(clearingCookie(this.#cookie, exchange.secure));
+  /** Ends the session in every tier and clears the client's cookie. */
+  async remove(draft: SessionDraft, exchange: HttpExchange): Promise<void> {
+    const id = draft.base.id;
+    await this.#committer.inLane(id, () => this.store.remove(id));
+    this.#clearCookie(exchange);
+    this.#logger.info('session removed', { sessionId: logId(id) });
+  }
+
+  /**
+   * Gives the session a new ID, keeping its data and creation time (so not its absolute
+   * lifetime either). The old ID is ended first, conditionally: a concurrent request of the
+   * old ID either wrote before (its change is reloaded and carried over) or finds it gone
+   * (its change is refused, and it is told). 'gone' when the session had ended already.
+   */
+  async rotate(draft: SessionDraft, exchange: HttpExchange): Promise<'rotated' | 'gone'> {
+    const oldId = draft.base.id;
+    const outcome = await this.#committer.inLane(oldId, async (lane) => {
+      const latest = lane.latest;
+      if (latest && latest.record.version > draft.base.version) draft.rebase(latest.record, latest.token);
+      while ((await this.store.remove(oldId, draft.token)) === 'conflict') {
+        const newer = await this.store.load(oldId);
+        if (!newer) return 'gone';
+        draft.rebase(newer.record, newer.token);
+      }
+      return 'ended';
+    });
+    if (outcome === 'gone') {
+      this.#clearCookie(exchange);
+      return 'gone';
+    }
+    const record = draft.next(this.#now(), newSessionId(this.#idBytes));
+    const result = await this.store.write(record, undefined);
+    if (result.status !== 'stored') throw new Error('a session with this new ID exists already');
+    draft.committed(record, result.token);
+    exchange.setCookie(sessionCookie(this.#cookie, record.id, exchange.secure));
+    this.#logger.info('session rotated', { from: logId(oldId), sessionId: logId(record.id) });
+    return 'rotated';
+  }
+
+  /** The live sessions of an owner (the key given to `create`), most recently used first. */
+  async sessionsOf(owner: string, current?: SessionDraft): Promise<SessionSummary[]> {
+    const records = await this.store.owned(ownerHash(owner));
+    return records
+      .map((record) => ({
+        label: logId(record.id),
+        created: new Date(record.created),
+        accessed: new Date(record.accessed),
+        expires: new Date(expiresAt(record)),
+        deadline: new Date(deadline(record)),
+        current: record.id === current?.base.id,
+      }))
+      .sort((a, b) => b.accessed.getTime() - a.accessed.getTime());
+  }
+
+  /**
+   * Ends every live session of an owner, on every instance ("log out everywhere"); returns how
+   * many. A session created while this runs (a login racing it) is a new login and may stay.
+   */
+  async removeSessionsOf(owner: string, exchange?: HttpExchange): Promise<number> {
+    const records = await this.store.owned(ownerHash(owner));
+    await Promise.all(records.map((record) => this.#committer.inLane(record.id, () => this.store.remove(record.id))));
+    if (exchange) this.#clearCookie(exchange);
+    this.#logger.info('all sessions of an owner removed', { count: records.length });
+    return records.length;
+  }
+
+  /** The request is done with a session it loaded and did not write. */
+  release(draft: SessionDraft): void {
+    if (draft.token !== undefined) this.store.release?.(draft.token);
   }
 
   close(): Promise<void> {
     return this.store.close();
+  }
+
+  #clearCookie(exchange: HttpExchange): void {
+    exchange.setCookie(clearingCookie(this.#cookie, exchange.secure));
   }
 }

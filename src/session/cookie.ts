@@ -39,3 +39,21 @@ function serialize(name: string, value: string, maxAge: number, secure: boolean)
   if (secure) attributes.push('Secure');
   return attributes.join('; ');
 }
+
+/**
+ * Whether the Cookie header carries `name` exactly once, as `name=value` with the very bytes
+ * of `value`: a quoted, percent-encoded or `j:` form of a session ID is not a session ID, and
+ * two cookies of the name (one tossed in by a sibling subdomain, or with a longer Path) make
+ * it impossible to know which one the user's browser meant, so neither is used.
+ */
+export function occursOnceAsIs(header: string, name: string, value: string): boolean {
+  let count = 0;
+  let exact = false;
+  for (const pair of header.split(';')) {
+    const at = pair.indexOf('=');
+    if (at < 0 || pair.slice(0, at).trim() !== name) continue;
+    count++;
+    exact = pair.slice(at + 1).trim() === value;
+  }
+  return count === 1 && exact;
+}

@@ -1,24 +1,48 @@
-import type { Session } from './session.js';
+import type { SessionRecord } from './record.js';
 
 /**
- * Where sessions live. One Store serves the whole process; every method may be called by
- * many requests at once. Stores throw `StoreUnavailableError` when a backend is down and
- * `SessionTooLargeError` when a session cannot be stored at all, never a bare backend error.
+ * What a store hands out with a record and wants back with a conditional write: a memcache
+ * CAS value, a Valkey value, a Datastore version, a memory store's record. Opaque to the core.
+ */
+export type StoreToken = unknown;
+
+export interface Loaded {
+  record: SessionRecord;
+  token: StoreToken;
+  /** Where the record came from when a store has tiers ("Datastore, put back into memcache"). */
+  source?: string | undefined;
+}
+
+/** What a conditional write did: `conflict` — another write came first; `gone` — the session ended. */
+export type WriteResult = { status: 'stored'; token: StoreToken } | { status: 'conflict' } | { status: 'gone' };
+
+/**
+ * Where sessions live: a store of records, with a conditional write. This is all a store
+ * implements; the loop that saves a request's changes (write, on conflict reload and replay,
+ * write again) lives once in the core (commit.ts), and test/support/store-conformance.ts is
+ * this contract's test. Every method may be called by many requests at once.
+ *
+ * A store throws `StoreUnavailableError` when a backend is down or too slow, and
+ * `SessionTooLargeError` when a session can never be stored; nothing else.
  */
 export interface Store {
-  /** The live session with this ID, or undefined when it is unknown, expired or removed. */
-  get(id: string): Promise<Session | undefined>;
-  /** Stores a new session. Resolves only once it is stored where the next request will look. */
-  add(session: Session): Promise<void>;
+  /** The live record with this ID, and its token; undefined when unknown, expired or ended. */
+  load(id: string): Promise<Loaded | undefined>;
   /**
-   * Saves what a request changed in a session it got from `get`, and keeps it alive. If
-   * another request saved the session meanwhile, the changes are replayed on the newer state
-   * (see `Session.update`). Resolves false when the session was removed meanwhile: a logout
-   * is never undone by a save.
+   * Writes `record` only if the stored one is still the one `token` came from. With no token
+   * the ID must be new (`conflict` when it is taken). Resolves only once the record is where
+   * the next request will look.
    */
-  save(session: Session): Promise<boolean>;
-  /** Removes a session everywhere it is kept. */
-  remove(id: string): Promise<void>;
+  write(record: SessionRecord, token: StoreToken | undefined): Promise<WriteResult>;
+  /**
+   * Ends a session in every tier, for good: no later read, put-back or late write brings the
+   * ID back. With a token, only if the session is unchanged since (`conflict` otherwise).
+   */
+  remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'>;
+  /** The live sessions whose `owner` is this hash (see `ownerHash`), across instances. */
+  owned(owner: string): Promise<SessionRecord[]>;
+  /** A token from `load` that no write will follow (a store holding a transaction open ends it). */
+  release?(token: StoreToken): void;
   /** Finishes pending work (asynchronous writes, timers) and releases clients. */
   close(): Promise<void>;
 }
@@ -31,4 +55,12 @@ export class StoreUnavailableError extends Error {
 /** The session exceeds a backend's limit (memcache item size, key length). */
 export class SessionTooLargeError extends Error {
   override name = 'SessionTooLargeError';
+}
+
+/**
+ * Too many requests changed one session at the same moment and this one kept losing. Its
+ * change was not stored; unlike an outage, a retry soon succeeds.
+ */
+export class SessionContentionError extends StoreUnavailableError {
+  override name = 'SessionContentionError';
 }

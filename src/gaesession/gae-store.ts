@@ -1,0 +1,275 @@
+import { logId, silentLogger, type Logger } from '../session/logger.js';
+import { cacheTtlSeconds, deadline, type SessionRecord } from '../session/record.js';
+import { StoreUnavailableError, type Loaded, type Store, type StoreToken, type WriteResult } from '../session/store.js';
+import { BackupQueue } from './backup-queue.js';
+import type { CacheToken, SessionCache } from './cache.js';
+import { jsonCodec, UndecodableSessionError, decodeWith, type Codec } from './codec.js';
+import type { DatastoreTier } from './datastore.js';
+import { OwnerIndex } from './owner-index.js';
+import { StaleCopies } from './stale-copies.js';
+
+/** When the Datastore copy of a cached session is written: before the response, or after it. */
+export type DatastoreWrites = 'sync' | 'async';
+
+export interface GaeStoreOptions {
+  /** The cache tier: memcache (MemcacheCache) or Valkey (ValkeyCache). */
+  cache: SessionCache;
+  /** The Datastore tier; without it (SESSION_DATASTORE=off) the cache is all there is. */
+  datastore?: DatastoreTier | undefined;
+  /** `sync` (default) or `async` Datastore writes. */
+  datastoreWrites?: DatastoreWrites | undefined;
+  /** The idle timeout (seconds): how long a read keeps a cached session. The app's one setting. */
+  timeoutSeconds: number;
+  codec?: Codec | undefined;
+  /** Least time between two asynchronous writes of one session, in ms (default 2000). */
+  asyncIntervalMs?: number | undefined;
+  /** How long `close` waits for pending asynchronous writes, in ms (default 5000). */
+  closeGraceMs?: number | undefined;
+  logger?: Logger | undefined;
+  now?: (() => number) | undefined;
+}
+
+/** Which tier a token came from: the cache (its CAS value or bytes) or Datastore (while the cache was away). */
+type TieredToken = { cache: CacheToken } | { datastoreVersion: number };
+
+/**
+ * The App Engine store (the Go `gaesession` store): sessions in a cache tier, backed up in
+ * Datastore. It is a tiering policy over two record stores, and each concern has its file:
+ * the cache tiers (memcache.ts, valkey.ts), Datastore (datastore.ts), asynchronous backups
+ * (backup-queue.ts), stale cache copies (stale-copies.ts), owner indexes (owner-index.ts).
+ *
+ * - Read: the cache (one round trip that also restarts the item's TTL); on a miss Datastore,
+ *   and the session is put back into the cache, unless it was ended meanwhile.
+ * - Write: a conditional write to the cache, then the backup (sync: before the response;
+ *   async: queued), version-checked, so an older state never replaces a newer one.
+ * - Remove: a tombstone in the cache first, then both tiers: no read-through, put-back or
+ *   late backup brings the session back.
+ * - Degrade: cache down → Datastore serves and stores; Datastore down → the cache carries on.
+ */
+export class GaeStore implements Store {
+  readonly #cache: SessionCache;
+  readonly #datastore: DatastoreTier | undefined;
+  readonly #queue: BackupQueue | undefined;
+  readonly #timeoutSeconds: number;
+  readonly #codec: Codec;
+  readonly #closeGraceMs: number;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #stale = new StaleCopies();
+  readonly #owners: OwnerIndex;
+
+  constructor(options: GaeStoreOptions) {
+    this.#cache = options.cache;
+    this.#datastore = options.datastore;
+    this.#timeoutSeconds = options.timeoutSeconds;
+    this.#codec = options.codec ?? jsonCodec;
+    this.#closeGraceMs = options.closeGraceMs ?? 5000;
+    this.#logger = options.logger ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+    const datastore = this.#datastore;
+    if (datastore && options.datastoreWrites === 'async') {
+      this.#queue = new BackupQueue({
+        write: (record, isNew) => this.#backupNow(datastore, record, isNew),
+        intervalMs: options.asyncIntervalMs,
+        logger: this.#logger,
+        now: this.#now,
+      });
+    }
+    this.#owners = new OwnerIndex({ cache: this.#cache, datastore, codec: this.#codec, now: this.#now });
+  }
+
+  async load(id: string): Promise<Loaded | undefined> {
+    let cacheDown = false;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      try {
+        const hit = await this.#readCache(id);
+        if (hit) return hit;
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
+        cacheDown = true;
+      }
+      const record = await this.#readDatastore(id);
+      if (!record) return undefined;
+      if (cacheDown) {
+        const source = `Datastore (${this.#cache.name} unreachable)`;
+        return { record, token: { datastoreVersion: record.version } satisfies TieredToken, source };
+      }
+      const putBack = await this.#putBack(record);
+      if (putBack !== 'taken') return putBack;
+      // Another request put it back (or wrote it) first: read the cache again.
+    }
+    return undefined;
+  }
+
+  async write(record: SessionRecord, token: StoreToken | undefined): Promise<WriteResult> {
+    const tiered = token as TieredToken | undefined;
+    if (tiered && 'datastoreVersion' in tiered) return this.#writeDatastore(record, tiered.datastoreVersion);
+    const value = this.#codec.encode(record);
+    const ttl = cacheTtlSeconds(record, this.#now());
+    let result: WriteResult;
+    try {
+      if (!tiered) {
+        const cas = await this.#cache.add(record.id, value, ttl);
+        if (!cas) return { status: 'conflict' };
+        if (record.owner !== undefined) await this.#owners.add(record);
+        result = { status: 'stored', token: { cache: cas } satisfies TieredToken };
+      } else {
+        const written = await this.#cache.replace(record.id, value, ttl, tiered.cache);
+        // Evicted, flushed or ended: a reload asks Datastore, which knows which.
+        if (written.status === 'gone') return { status: this.#datastore ? 'conflict' : 'gone' };
+        if (written.status === 'conflict') return written;
+        result = { status: 'stored', token: { cache: written.token } satisfies TieredToken };
+      }
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
+      // The cache is down: Datastore is the session's home until it is back.
+      return this.#writeDatastore(record, tiered ? record.version - 1 : undefined);
+    }
+    const newer = await this.#backup(record, !tiered);
+    if (newer) {
+      // The cache copy was older than Datastore's (it missed writes made while it was away):
+      // drop it, and the reload replays this request's changes on Datastore's state.
+      await this.#cache.delete(record.id, (result.token as { cache: CacheToken }).cache).catch(() => undefined);
+      return { status: 'conflict' };
+    }
+    return result;
+  }
+
+  async remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'> {
+    const tiered = token as TieredToken | undefined;
+    try {
+      if (tiered && 'cache' in tiered && (await this.#cache.delete(id, tiered.cache)) === 'conflict') return 'conflict';
+      // Tombstone, then delete: a reader putting the session back either sees the tombstone,
+      // or put it back before the delete, which then removes it.
+      await this.#cache.bury(id, this.#timeoutSeconds);
+      await this.#cache.delete(id);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
+      this.#stale.note(id);
+    }
+    const datastore = this.#datastore;
+    if (datastore) {
+      this.#queue?.drop(id);
+      if (tiered && 'datastoreVersion' in tiered) return datastore.removeIf(id, tiered.datastoreVersion);
+      await datastore.delete(id);
+    }
+    return 'removed';
+  }
+
+  owned(owner: string): Promise<SessionRecord[]> {
+    return this.#owners.list(owner);
+  }
+
+  /** Writes pending asynchronous backups (within the grace period). The app closes the clients it made. */
+  async close(): Promise<void> {
+    await this.#queue?.close(this.#closeGraceMs);
+  }
+
+  /** Waits until every pending asynchronous backup has landed (tests, benchmarks). */
+  flush(): Promise<void> {
+    return this.#queue?.flush() ?? Promise.resolve();
+  }
+
+  /** The cached session, its TTL restarted (and held to its deadline); undefined on a miss. */
+  async #readCache(id: string): Promise<Loaded | undefined> {
+    await this.#stale.drop(this.#cache, id);
+    const item = await this.#cache.read(id, this.#timeoutSeconds);
+    if (!item) return undefined;
+    let record: SessionRecord;
+    try {
+      record = decodeWith(this.#codec, item.value, id);
+    } catch (error) {
+      if (!(error instanceof UndecodableSessionError)) throw error;
+      // Datastore may still hold a good copy; if not, the session is gone and the cookie cleared.
+      this.#logger.error('undecodable session deleted', { tier: this.#cache.name, sessionId: logId(id), error: error.message });
+      await this.#cache.delete(id);
+      return undefined;
+    }
+    const now = this.#now();
+    if (now >= deadline(record)) {
+      await this.#cache.delete(id);
+      return undefined;
+    }
+    // The read restarted the idle TTL; near its absolute deadline a session gets only what is left.
+    const ttl = cacheTtlSeconds(record, now);
+    if (ttl < this.#timeoutSeconds) await this.#cache.expire(id, ttl);
+    return { record, token: { cache: item.token } satisfies TieredToken, source: this.#cache.name };
+  }
+
+  async #readDatastore(id: string): Promise<SessionRecord | undefined> {
+    const datastore = this.#datastore;
+    if (!datastore) return undefined;
+    let record: SessionRecord | undefined;
+    try {
+      record = await datastore.lookup(id);
+    } catch (error) {
+      if (!(error instanceof UndecodableSessionError)) throw error;
+      this.#logger.error('undecodable session deleted', { tier: 'Datastore', sessionId: logId(id), error: error.message });
+      await datastore.delete(id).catch(() => undefined);
+      return undefined;
+    }
+    // An asynchronous backup still waiting here holds a newer state than Datastore's.
+    const waiting = this.#queue?.waiting(id);
+    return record && waiting && waiting.version > record.version ? waiting : record;
+  }
+
+  /**
+   * Puts a session read from Datastore back into the cache, unless it was ended meanwhile
+   * (then undefined). 'taken': the cache has it already.
+   */
+  async #putBack(record: SessionRecord): Promise<Loaded | undefined | 'taken'> {
+    const id = record.id;
+    let cas: CacheToken | undefined;
+    try {
+      cas = await this.#cache.add(id, this.#codec.encode(record), cacheTtlSeconds(record, this.#now()));
+      if (!cas) return 'taken';
+      if (await this.#cache.isBuried(id)) {
+        await this.#cache.delete(id, cas);
+        return undefined;
+      }
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+      // Read, but not cached: the next request reads Datastore again.
+      return { record, token: { datastoreVersion: record.version } satisfies TieredToken, source: 'Datastore' };
+    }
+    this.#logger.info('session recovered from Datastore', { sessionId: logId(id) });
+    const source = `Datastore, put back into ${this.#cache.name}`;
+    return { record, token: { cache: cas } satisfies TieredToken, source };
+  }
+
+  /** A write while the cache is away: conditional on the Datastore version the record was built on. */
+  async #writeDatastore(record: SessionRecord, baseVersion: number | undefined): Promise<WriteResult> {
+    const datastore = this.#datastore;
+    if (!datastore) throw new StoreUnavailableError(`${this.#cache.name} unavailable and Datastore is off`);
+    this.#stale.note(record.id);
+    const status = await datastore.writeIf(record, baseVersion);
+    if (status !== 'stored') return { status };
+    return { status, token: { datastoreVersion: record.version } satisfies TieredToken };
+  }
+
+  /** The Datastore copy of a state the cache took; Datastore's state when it is newer (sync only). */
+  async #backup(record: SessionRecord, isNew: boolean): Promise<SessionRecord | undefined> {
+    const datastore = this.#datastore;
+    if (!datastore) return undefined;
+    if (this.#queue) {
+      this.#queue.enqueue(record, isNew);
+      return undefined;
+    }
+    // With Datastore down (the breaker open), the cache holds the session: no wait per request.
+    if (!datastore.available) return undefined;
+    try {
+      const result = await this.#backupNow(datastore, record, isNew);
+      return result.status === 'newer' ? result.record : undefined;
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+      return undefined;
+    }
+  }
+
+  #backupNow(datastore: DatastoreTier, record: SessionRecord, isNew: boolean) {
+    // A missing entity of a session that is not new: written unless the session was ended
+    // (its tombstone); a cache that cannot say counts as live, since it just took the record.
+    const stillLive = () => this.#cache.isBuried(record.id).then((buried) => !buried, () => true);
+    return datastore.backup(record, isNew, stillLive);
+  }
+}

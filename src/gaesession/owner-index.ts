@@ -1,0 +1,76 @@
+import { deadline, type SessionRecord } from '../session/record.js';
+import { StoreUnavailableError } from '../session/store.js';
+import type { SessionCache } from './cache.js';
+import type { Codec } from './codec.js';
+import type { DatastoreTier } from './datastore.js';
+
+export interface OwnerIndexOptions {
+  cache: SessionCache;
+  datastore: DatastoreTier | undefined;
+  codec: Codec;
+  now: () => number;
+}
+
+/**
+ * Finds a user's sessions in O(their number), across instances. The cache keeps one index per
+ * owner (a CAS-updated item in memcache, a set in Valkey), changed only at login and logout,
+ * so an ordinary view never touches it; ended sessions are pruned from it when it is listed. Datastore's indexed `own` property is the index that
+ * survives a cache flush: an owner's cache index that is missing is rebuilt from it.
+ */
+export class OwnerIndex {
+  readonly #cache: SessionCache;
+  readonly #datastore: DatastoreTier | undefined;
+  readonly #codec: Codec;
+  readonly #now: () => number;
+
+  constructor(options: OwnerIndexOptions) {
+    this.#cache = options.cache;
+    this.#datastore = options.datastore;
+    this.#codec = options.codec;
+    this.#now = options.now;
+  }
+
+  /** A new session of its owner (at login). */
+  async add(record: SessionRecord): Promise<void> {
+    const owner = record.owner;
+    if (owner === undefined) return;
+    // After a flush, the index is rebuilt before it takes the new ID: it must not forget the others.
+    if (this.#datastore && (await this.#cache.listOwned(owner)).length === 0) {
+      for (const other of await this.#datastore.owned(owner)) await this.#cache.addOwned(owner, other.id, other.lifetime);
+    }
+    await this.#cache.addOwned(owner, record.id, record.lifetime);
+  }
+
+  /** The live sessions of an owner. */
+  async list(owner: string): Promise<SessionRecord[]> {
+    let ids: string[];
+    try {
+      ids = await this.#cache.listOwned(owner);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
+      return this.#datastore.owned(owner);
+    }
+    if (ids.length === 0) return this.#datastore ? this.#datastore.owned(owner) : [];
+    const found = await Promise.all(ids.map((id) => this.#live(id)));
+    const live = found.filter((record) => record !== undefined);
+    const ended = ids.filter((_, i) => found[i] === undefined);
+    if (ended.length > 0) await this.#cache.removeOwned(owner, ended).catch(() => undefined);
+    return live;
+  }
+
+  /** A session as it is now, read without restarting its idle time. */
+  async #live(id: string): Promise<SessionRecord | undefined> {
+    const value = await this.#cache.get(id);
+    if (value !== undefined) {
+      try {
+        // Being in the cache means not idle for too long; only the absolute deadline is left to check.
+        const record = this.#codec.decode(value);
+        return this.#now() < deadline(record) ? record : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+    // Evicted from the cache alone: Datastore may still have it (and may not be reachable).
+    return this.#datastore?.lookup(id).catch(() => undefined);
+  }
+}
