@@ -37,8 +37,8 @@ export interface DatastoreTierOptions {
   now?: (() => number) | undefined;
 }
 
-/** What a backup write did; `newer`: Datastore holds a newer state than the cache the record came from. */
-export type BackupResult = { status: 'written' | 'skipped' } | { status: 'newer'; record: SessionRecord };
+/** What a backup write did: `skipped` when Datastore holds this version or a newer one, or the session ended. */
+export type BackupResult = 'written' | 'skipped';
 
 /** gRPC status codes worth telling apart. */
 export const GRPC = { ALREADY_EXISTS: 6, ABORTED: 10 } as const;
@@ -114,9 +114,9 @@ export class DatastoreTier {
   }
 
   /**
-   * The backup of a record the cache tier took: written unless Datastore holds the same or a
-   * newer version (then `newer` if it differs: the cache copy was stale). A missing entity is
-   * written only for a new session or while `stillLive()` says the session was not ended.
+   * The backup of a record the cache tier took: written unless Datastore holds this version or
+   * a newer one. A missing entity is written only for a new session or while `stillLive()`
+   * says the session was not ended (a late backup must not bring back a logged-out session).
    */
   backup(record: SessionRecord, isNew: boolean, stillLive: () => Promise<boolean>): Promise<BackupResult> {
     const entity = this.entity(record);
@@ -124,15 +124,19 @@ export class DatastoreTier {
       const found = await this.read(transaction, record.id);
       if (found) {
         const stored = decodeWith(this.#codec, found.val, record.id);
-        // Same version, other bytes: the cache copy forked from Datastore's while the cache was away.
-        const forked = stored.version === record.version && !found.val.equals(entity.data.val);
-        if (stored.version > record.version || forked) return { status: 'newer', record: stored };
-        if (stored.version === record.version) return { status: 'skipped' };
+        if (stored.version >= record.version) {
+          // Same version, other bytes: the cache forked from Datastore while it was away (a
+          // write on another instance); the cache's line wins with its next write.
+          if (stored.version === record.version && !found.val.equals(entity.data.val)) {
+            this.#logger.warn('cache and Datastore copies of a session diverged', { sessionId: logId(record.id) });
+          }
+          return 'skipped';
+        }
       } else if (!isNew && !(await stillLive())) {
-        return { status: 'skipped' };
+        return 'skipped';
       }
       transaction.save(entity);
-      return { status: 'written' };
+      return 'written';
     });
   }
 

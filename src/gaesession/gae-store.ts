@@ -125,13 +125,7 @@ export class GaeStore implements Store {
       // The cache is down: Datastore is the session's home until it is back.
       return this.#writeDatastore(record, tiered ? record.version - 1 : undefined);
     }
-    const newer = await this.#backup(record, !tiered);
-    if (newer) {
-      // The cache copy was older than Datastore's (it missed writes made while it was away):
-      // drop it, and the reload replays this request's changes on Datastore's state.
-      await this.#cache.delete(record.id, (result.token as { cache: CacheToken }).cache).catch(() => undefined);
-      return { status: 'conflict' };
-    }
+    await this.#backup(record, !tiered);
     return result;
   }
 
@@ -247,22 +241,24 @@ export class GaeStore implements Store {
     return { status, token: { datastoreVersion: record.version } satisfies TieredToken };
   }
 
-  /** The Datastore copy of a state the cache took; Datastore's state when it is newer (sync only). */
-  async #backup(record: SessionRecord, isNew: boolean): Promise<SessionRecord | undefined> {
+  /**
+   * The Datastore copy of a state the cache took. Datastore holding a newer version is normal
+   * (another request's backup landed first); the cache lineage is the truth, and a backup never
+   * undoes a cache write (others may have read it already).
+   */
+  async #backup(record: SessionRecord, isNew: boolean): Promise<void> {
     const datastore = this.#datastore;
-    if (!datastore) return undefined;
+    if (!datastore) return;
     if (this.#queue) {
       this.#queue.enqueue(record, isNew);
-      return undefined;
+      return;
     }
     // With Datastore down (the breaker open), the cache holds the session: no wait per request.
-    if (!datastore.available) return undefined;
+    if (!datastore.available) return;
     try {
-      const result = await this.#backupNow(datastore, record, isNew);
-      return result.status === 'newer' ? result.record : undefined;
+      await this.#backupNow(datastore, record, isNew);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError)) throw error;
-      return undefined;
     }
   }
 

@@ -289,9 +289,14 @@ export class MemcacheCache implements SessionCache {
   }
 }
 
-/** The expiry field: seconds from now, or, beyond 30 days, the absolute Unix time memcached expects. */
+/**
+ * The expiry field: seconds from now, or, beyond 30 days, the absolute Unix time memcached
+ * expects. memcached's clock ticks once a second, so an item given N seconds may go after
+ * N - 1: one more keeps it to its time (every read checks the session's deadline itself).
+ */
 export function expirySeconds(ttlSeconds: number, now = Date.now()): number {
-  return ttlSeconds > MAX_RELATIVE_EXPIRY_SECONDS ? Math.floor(now / 1000) + ttlSeconds : ttlSeconds;
+  const seconds = ttlSeconds + 1;
+  return seconds > MAX_RELATIVE_EXPIRY_SECONDS ? Math.floor(now / 1000) + seconds : seconds;
 }
 
 function expiration(ttlSeconds: number): Buffer {

@@ -1,8 +1,8 @@
 import { missing, type ServiceName } from '../support/services.js';
 import { describeStoreConformance } from '../support/store-conformance.js';
-import { makeStore, sharedMemcached, useEmulator, type StoreMode } from './helpers.js';
+import { makeBackend, sharedMemcached, useEmulator, type StoreMode } from './helpers.js';
 
-/** Each way the app can build its GaeStore, with the servers it needs. */
+/** Each way the app can build its App Engine store, with the servers it needs. */
 const MODES: { mode: StoreMode; title: string; needs: ServiceName[] }[] = [
   { mode: 'off', title: 'memcache only (SESSION_DATASTORE=off)', needs: ['memcached'] },
   { mode: 'sync', title: 'memcache + Datastore sync', needs: ['memcached', 'datastore-emulator'] },
@@ -13,11 +13,14 @@ const MODES: { mode: StoreMode; title: string; needs: ServiceName[] }[] = [
 // Session IDs are random, so the tests share the servers without flushing them in between.
 for (const { mode, title, needs } of MODES) {
   describeStoreConformance(
-    `GaeStore, ${title}`,
+    `App Engine store, ${title}`,
     async () => {
       const memcached = needs.includes('memcached') ? await sharedMemcached() : undefined;
       if (needs.includes('datastore-emulator')) await useEmulator();
-      return { store: makeStore(mode, memcached?.address) };
+      // Two backends on the same servers: two app instances.
+      const one = makeBackend(mode, memcached?.address);
+      const two = makeBackend(mode, memcached?.address);
+      return { store: one.store, otherInstance: two.store, cleanup: async () => void (await Promise.all([one.close(), two.close()])) };
     },
     { skip: missing(...needs) },
   );

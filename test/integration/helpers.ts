@@ -10,10 +10,15 @@ import type { AddressInfo } from 'node:net';
 import memjs from 'memjs';
 import { createApp } from '../../src/app/app.js';
 import { loadConfig } from '../../src/app/config.js';
-import { createMemcacheClient } from '../../src/gaesession/memcache.js';
+import type { SessionCache } from '../../src/gaesession/cache.js';
+import { jsonCodec } from '../../src/gaesession/codec.js';
+import { DatastoreStore } from '../../src/gaesession/datastore-store.js';
+import { DatastoreTier, type DatastoreTierOptions } from '../../src/gaesession/datastore.js';
+import { GaeStore, type GaeStoreOptions } from '../../src/gaesession/gae-store.js';
+import { createMemcacheClient, MemcacheCache, type MemcacheCacheOptions } from '../../src/gaesession/memcache.js';
 import { datastorePurge } from '../../src/gaesession/purge.js';
-import { GaeStore, type GaeStoreOptions } from '../../src/gaesession/store.js';
-import type { LogFields, Logger } from '../../src/session/logger.js';
+import { silentLogger, type LogFields, type Logger } from '../../src/session/logger.js';
+import type { Store } from '../../src/session/store.js';
 import {
   sharedDatastoreEmulator,
   sharedMemcached,
@@ -99,37 +104,79 @@ export class RecordingLogger implements Logger {
 
 export type StoreMode = 'off' | 'sync' | 'async' | 'datastore-only';
 
-/** A GaeStore with its own clients, as one app instance would have. */
-export function makeStore(
-  mode: StoreMode,
-  memcachedAddress: string | undefined,
-  options: Partial<GaeStoreOptions> = {},
-): GaeStore {
-  const memcache =
-    mode !== 'datastore-only' && memcachedAddress ? createMemcacheClient({ servers: [memcachedAddress] }) : undefined;
+/** One app instance's store with its own clients, and the tiers, to count calls or break them. */
+export interface TestBackend {
+  store: Store;
+  /** The tiered store (every mode but Datastore-only). */
+  gae: GaeStore | undefined;
+  cache: SessionCache | undefined;
+  tier: DatastoreTier | undefined;
+  /** Closes the store, then the clients. */
+  close(): Promise<void>;
+}
+
+export interface BackendOptions {
+  logger?: Logger;
+  timeoutSeconds?: number;
+  kind?: string;
+  keyPrefix?: string;
+  cache?: Partial<MemcacheCacheOptions>;
+  datastore?: Partial<DatastoreTierOptions>;
+  gae?: Partial<GaeStoreOptions>;
+}
+
+/** A store built the way src/app/sessions.ts builds it, on the given memcached. */
+export function makeBackend(mode: StoreMode, cacheAddress: string | undefined, options: BackendOptions = {}): TestBackend {
+  const logger = options.logger ?? silentLogger;
   const datastore = mode === 'off' ? undefined : new Datastore({ projectId: PROJECT_ID });
-  return new GaeStore({
-    memcache,
-    datastore,
+  const tier =
+    datastore &&
+    new DatastoreTier({ datastore, codec: jsonCodec, kind: options.kind, logger, ...options.datastore });
+  const closeClients = async (): Promise<void> => {
+    for (const client of datastore?.clients_.values() ?? []) await Promise.resolve(client.close() as unknown);
+  };
+  if (mode === 'datastore-only') {
+    const store = new DatastoreStore(tier!);
+    return { store, gae: undefined, cache: undefined, tier, close: () => store.close().then(closeClients) };
+  }
+  if (!cacheAddress) throw new Error('a cache store needs the cache server address');
+  const client = createMemcacheClient({ servers: [cacheAddress] });
+  const cache = new MemcacheCache({ client, keyPrefix: options.keyPrefix, logger, ...options.cache });
+  const gae = new GaeStore({
+    cache,
+    datastore: tier,
     datastoreWrites: mode === 'async' ? 'async' : 'sync',
+    timeoutSeconds: options.timeoutSeconds ?? 1800,
     asyncIntervalMs: 200,
-    ...options,
+    logger,
+    ...options.gae,
   });
+  return {
+    store: gae,
+    gae,
+    cache,
+    tier,
+    close: async () => {
+      await gae.close();
+      await cache.close();
+      await closeClients();
+    },
+  };
 }
 
 export interface RunningApp {
   base: string;
-  store: GaeStore;
+  backend: TestBackend;
   logger: RecordingLogger;
   close(): Promise<void>;
 }
 
-/** The demo app (src/app/app.ts) on a GaeStore, listening on a free port. */
+/** The demo app (src/app/app.ts) on the App Engine store, listening on a free port. */
 export async function startGaeApp(
   mode: StoreMode,
-  memcachedAddress: string | undefined,
+  cacheAddress: string | undefined,
   env: Record<string, string> = {},
-  storeOptions: Partial<GaeStoreOptions> = {},
+  options: BackendOptions = {},
 ): Promise<RunningApp> {
   const config = loadConfig({
     SESSION_STORE: mode === 'datastore-only' ? 'datastore' : 'memcache',
@@ -138,26 +185,27 @@ export async function startGaeApp(
     ...env,
   });
   const logger = new RecordingLogger();
-  const store = makeStore(mode, memcachedAddress, {
+  const backend = makeBackend(mode, cacheAddress, {
     timeoutSeconds: config.timeoutSeconds,
     kind: config.datastoreKind,
     keyPrefix: config.keyPrefix,
     logger,
-    ...storeOptions,
+    ...options,
   });
   const purge =
     mode === 'off' ? undefined : datastorePurge({ datastore: datastoreClient(), kind: config.datastoreKind });
-  const { app, manager } = createApp({ config, store, purge, logger });
+  const { app } = createApp({ config, store: backend.store, purge, logger });
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     base: `http://127.0.0.1:${port}`,
-    store,
+    backend,
     logger,
     close: async () => {
+      server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await manager.close();
+      await backend.close();
     },
   };
 }

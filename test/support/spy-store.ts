@@ -1,43 +1,65 @@
-import type { Session } from '../../src/session/session.js';
-import type { Store } from '../../src/session/store.js';
+import type { SessionRecord } from '../../src/session/record.js';
+import type { Loaded, Store, StoreToken, WriteResult } from '../../src/session/store.js';
 
 /**
- * Wraps a store and remembers every ID it was asked about, so a test can prove that a value
- * which cannot be a session ID never reaches a store. It can also be told to fail.
+ * Wraps a store and remembers what it was asked, so a test can prove that a value which cannot
+ * be a session ID never reaches a store, or count the writes a request made. It can also be
+ * told to fail, or to answer slowly as a networked store would.
  */
 export class SpyStore implements Store {
+  /** Every ID `load` was asked about, in order. */
   readonly lookups: string[] = [];
-  /** When set, `add` throws it instead of storing. */
-  failAdd: Error | undefined;
-  /** When set, `get` throws it (a backend outage) instead of looking. */
-  failGet: Error | undefined;
+  /** Every record `write` was asked to store (failed and conflicting writes included), in order. */
+  readonly writes: SessionRecord[] = [];
+  /** Every ID `remove` was asked to end, in order. */
+  readonly removals: string[] = [];
+  /** When set, `load` throws it (a backend outage) instead of looking. */
+  failLoad: Error | undefined;
+  /** When set, `write` throws it instead of storing (nothing reaches the inner store). */
+  failWrite: Error | undefined;
   /**
-   * Milliseconds each get and save waits first, as a networked store would. The in-memory
-   * store answers within one tick, so without a wait concurrent requests never overlap.
+   * Milliseconds (at most; each call waits a random share of it) that each load, write and
+   * remove waits first, as a networked store would. The in-memory store answers within one
+   * tick, so without a wait concurrent requests never overlap.
    */
   latencyMs = 0;
+  /** Present exactly when the inner store has it (the middleware only hooks it up then). */
+  readonly release?: (token: StoreToken) => void;
 
-  constructor(readonly inner: Store) {}
+  constructor(readonly inner: Store) {
+    if (inner.release) this.release = (token) => inner.release?.(token);
+  }
 
-  async get(id: string): Promise<Session | undefined> {
+  /** The old name of `failLoad` (the store's `get` became `load`). */
+  get failGet(): Error | undefined {
+    return this.failLoad;
+  }
+  set failGet(error: Error | undefined) {
+    this.failLoad = error;
+  }
+
+  async load(id: string): Promise<Loaded | undefined> {
     this.lookups.push(id);
     await this.#wait();
-    if (this.failGet) throw this.failGet;
-    return this.inner.get(id);
+    if (this.failLoad) throw this.failLoad;
+    return this.inner.load(id);
   }
 
-  add(session: Session): Promise<void> {
-    if (this.failAdd) return Promise.reject(this.failAdd);
-    return this.inner.add(session);
-  }
-
-  async save(session: Session): Promise<boolean> {
+  async write(record: SessionRecord, token: StoreToken | undefined): Promise<WriteResult> {
+    this.writes.push(record);
     await this.#wait();
-    return this.inner.save(session);
+    if (this.failWrite) throw this.failWrite;
+    return this.inner.write(record, token);
   }
 
-  remove(id: string): Promise<void> {
-    return this.inner.remove(id);
+  async remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'> {
+    this.removals.push(id);
+    await this.#wait();
+    return this.inner.remove(id, token);
+  }
+
+  owned(owner: string): Promise<SessionRecord[]> {
+    return this.inner.owned(owner);
   }
 
   close(): Promise<void> {

@@ -1,26 +1,29 @@
 /**
- * The contract of `Store` (src/session/store.ts) as the session middleware and a handler rely
- * on it, as node:test tests that any store can run. It uses only the public `Store` and
- * `Session` API, never a store's internals, so a store of your own runs it unchanged:
+ * The contract of `Store` (src/session/store.ts), as node:test tests any store can run. It
+ * uses only the public record-level API plus the core's save loop (SessionCommitter) and
+ * CookieManager, never a store's internals, so a store of your own runs it unchanged:
  *
  *   describeStoreConformance('MyStore', async () => ({ store: new MyStore() }));
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { SessionCommitter } from '../../src/session/commit.js';
+import { CookieManager } from '../../src/session/cookie-manager.js';
+import { SessionDraft } from '../../src/session/draft.js';
 import { newSessionId } from '../../src/session/id.js';
-import { Session, type Attributes, type Json } from '../../src/session/session.js';
+import type { HttpExchange } from '../../src/session/manager.js';
+import { ownerHash, type Attributes, type Json, type SessionRecord } from '../../src/session/record.js';
 import type { Store } from '../../src/session/store.js';
 
 /** One store for one test, made fresh by the factory. */
 export interface StoreUnderTest {
   store: Store;
-  /** Releases what the factory set up besides the store (the suite closes the store itself). */
+  /** A second store on the same backends: another instance of the app. Defaults to `store`. */
+  otherInstance?: Store;
+  /** Releases what the factory set up besides the stores (the suite closes them itself). */
   cleanup?(): Promise<void>;
-  /**
-   * Moves the store's clock forward. Without it the suite waits in real time, which only the
-   * idle-expiry test does (a few seconds).
-   */
-  clock?: { advance(ms: number): void | Promise<void> };
+  /** Moves the store's clock forward; without it the suite waits in real time (a few seconds). */
+  clock?: { now(): number; advance(ms: number): void };
 }
 
 export interface ConformanceOptions {
@@ -28,33 +31,51 @@ export interface ConformanceOptions {
   skip?: string | boolean | undefined;
 }
 
-/** Idle timeout of the sessions in every test but the expiry one: long enough never to matter. */
 const LONG_TIMEOUT_SECONDS = 1800;
-/** Idle timeout of the session the expiry test lets run out. */
-const SHORT_TIMEOUT_SECONDS = 1;
-/**
- * How long the expiry test leaves its session idle. More than the timeout, because a store
- * may count time in whole seconds: memcached does, and may keep an item up to a second longer.
- */
-const IDLE_MS = SHORT_TIMEOUT_SECONDS * 1000 + 1200;
-/** A close that takes longer would hold up a shutdown (App Engine allows a few seconds). */
+const DAY_SECONDS = 86_400;
+/** Stores that count whole seconds (memcached, Valkey TTLs) may keep an item up to two seconds longer. */
+const SECOND_SLACK_MS = 2200;
 const CLOSE_LIMIT_MS = 10_000;
-/** Requests changing one session at the same moment in the concurrency test. */
-const CONCURRENT_REQUESTS = 10;
 
 /** Constants and variables that a careless codec would mangle: nesting, unicode, null, floats. */
 const CONSTANTS: Attributes = { userName: 'Zoë "<b>" 🙂', roles: ['admin', 'user'], profile: { age: 42 } };
 const VARIABLES: Attributes = { count: 0, ratio: 0.25, flag: false, nothing: null, list: [1, 'two', { three: 3 }] };
 
-function newSession(timeoutSeconds = LONG_TIMEOUT_SECONDS, variables: Attributes = VARIABLES): Session {
-  return Session.create({ id: newSessionId(), timeoutSeconds, constants: CONSTANTS, variables });
+function record(now: number, overrides: Partial<SessionRecord> = {}): SessionRecord {
+  return {
+    id: newSessionId(),
+    created: now,
+    accessed: now,
+    timeout: LONG_TIMEOUT_SECONDS,
+    lifetime: DAY_SECONDS,
+    version: 1,
+    owner: ownerHash('zoë'),
+    constants: CONSTANTS,
+    variables: VARIABLES,
+    ...overrides,
+  };
 }
 
 function increment(current: Json | undefined): number {
   return (typeof current === 'number' ? current : 0) + 1;
 }
 
-/** Closes the store, failing instead of hanging when it does not finish in time. */
+/** A request's exchange as the CookieManager sees it, for rotation. */
+function exchange(): HttpExchange & { cookies: string[] } {
+  const cookies: string[] = [];
+  return {
+    cookieHeader: undefined,
+    cookie: () => undefined,
+    secure: false,
+    setCookie: (h) => cookies.push(h),
+    cookies,
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 async function closeWithin(store: Store, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -67,231 +88,223 @@ async function closeWithin(store: Store, ms: number): Promise<void> {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /**
- * Registers a `describe` block of tests that check `Store`'s contract. `makeStore` is called
- * once per test and must give a store that is open and ready; the suite closes it at the end
- * of the test (the close test closes it itself), then calls `cleanup`. Session IDs are random,
- * so stores made by one factory may share a backend without resetting it between tests.
+ * Registers a `describe` block that checks `Store`'s contract. `makeStore` is called once per
+ * test; the suite closes the stores and calls `cleanup`. IDs are random, so stores made by
+ * one factory may share a backend without resetting it between tests.
  */
 export function describeStoreConformance(
   name: string,
   makeStore: () => Promise<StoreUnderTest>,
   options: ConformanceOptions = {},
 ): void {
-  /** Runs `body` on a fresh store, and closes and cleans up after it whatever happens. */
-  async function withStore(body: (made: StoreUnderTest, close: () => Promise<void>) => Promise<void>): Promise<void> {
+  async function withStore(body: (made: StoreUnderTest & { now(): number }) => Promise<void>): Promise<void> {
     const made = await makeStore();
-    let closed: Promise<void> | undefined;
-    const close = (): Promise<void> => (closed ??= closeWithin(made.store, CLOSE_LIMIT_MS));
+    const now = made.clock ? () => made.clock!.now() : Date.now;
     try {
-      await body(made, close);
+      await body({ ...made, now });
     } finally {
       try {
-        await close();
+        await closeWithin(made.store, CLOSE_LIMIT_MS);
+        if (made.otherInstance && made.otherInstance !== made.store)
+          await closeWithin(made.otherInstance, CLOSE_LIMIT_MS);
       } finally {
         await made.cleanup?.();
       }
     }
   }
 
-  /** Lets `ms` of idle time pass for the store: on its clock if it has one, else for real. */
-  async function idle(made: StoreUnderTest, ms: number): Promise<void> {
-    if (made.clock) await made.clock.advance(ms);
+  async function pass(made: StoreUnderTest, ms: number): Promise<void> {
+    if (made.clock) made.clock.advance(ms);
     else await sleep(ms);
   }
 
+  /** A stored session as a request gets it, ready to change. */
+  async function loaded(store: Store, id: string): Promise<SessionDraft> {
+    const found = await store.load(id);
+    assert.ok(found, `session ${id} is found`);
+    return new SessionDraft(found.record, found.token, false);
+  }
+
   describe(`Store conformance: ${name}`, { skip: options.skip }, () => {
-    it('gives back an added session intact: ID, dates, timeout, constants and variables', () =>
-      withStore(async (made) => {
-        const { store } = made;
-        const session = newSession();
-        const created = session.created.getTime();
-        await store.add(session);
-        assert.equal(session.isNew, false, 'a session is no longer new once added');
-        // The next request comes a little later: a store must keep the creation time, not make one up.
-        await idle(made, 5);
-
-        const loaded = await store.get(session.id);
-        assert.ok(loaded, 'the added session is found');
-        assert.equal(loaded.id, session.id);
-        assert.equal(loaded.isNew, false);
-        assert.equal(loaded.changed, false);
-        assert.equal(loaded.created.getTime(), created, 'creation time kept to the millisecond');
-        assert.ok(loaded.accessed.getTime() >= created, 'last access is not before creation');
-        assert.equal(loaded.timeoutSeconds, LONG_TIMEOUT_SECONDS);
-        assert.equal(loaded.expires.getTime(), loaded.accessed.getTime() + LONG_TIMEOUT_SECONDS * 1000);
-        assert.deepEqual(loaded.constants(), CONSTANTS);
-        assert.deepEqual(loaded.variables(), VARIABLES);
+    it('gives back a written session intact, with every field', () =>
+      withStore(async ({ store, now }) => {
+        const written = record(now());
+        assert.equal((await store.write(written, undefined)).status, 'stored');
+        const found = await store.load(written.id);
+        assert.ok(found, 'the new session is found');
+        assert.deepEqual(found.record, written);
       }));
 
-    it('answers undefined for an ID it never stored', () =>
-      withStore(async ({ store }) => {
-        await store.add(newSession());
-        assert.equal(await store.get(newSessionId()), undefined);
+    it('answers undefined for an ID it never stored, and refuses a new write of a taken ID', () =>
+      withStore(async ({ store, now }) => {
+        assert.equal(await store.load(newSessionId()), undefined);
+        const first = record(now());
+        await store.write(first, undefined);
+        assert.equal((await store.write({ ...first, variables: { count: 99 } }, undefined)).status, 'conflict');
+        assert.deepEqual((await store.load(first.id))?.record.variables, VARIABLES, 'the first session is untouched');
       }));
 
-    it('persists set, delete and update, and applies each change once', () =>
-      withStore(async (made) => {
-        const { store } = made;
-        const session = newSession(LONG_TIMEOUT_SECONDS, { count: 0, keep: 'me', drop: true });
-        await store.add(session);
-        await idle(made, 5);
-
-        const loaded = await store.get(session.id);
-        assert.ok(loaded);
-        loaded.set('name', 'ann');
-        loaded.delete('drop');
-        assert.equal(loaded.update('count', increment), 1);
-        assert.equal(await store.save(loaded), true);
-        const expected = { count: 1, keep: 'me', name: 'ann' };
-        assert.deepEqual(loaded.variables(), expected, 'the saved session object shows its own changes');
-        assert.equal(loaded.changed, false, 'nothing is left to save');
-
-        // Saving the same object again must not replay the update a second time.
-        assert.equal(await store.save(loaded), true);
-        const reloaded = await store.get(session.id);
-        assert.ok(reloaded);
-        assert.deepEqual(reloaded.variables(), expected);
-        assert.deepEqual(reloaded.constants(), CONSTANTS, 'constants survive a save');
-        assert.equal(reloaded.created.getTime(), session.created.getTime(), 'creation time survives a save');
+    it('writes conditionally: the token of the latest read or write wins, an older one conflicts', () =>
+      withStore(async ({ store, now }) => {
+        const first = record(now());
+        await store.write(first, undefined);
+        const a = await store.load(first.id);
+        const b = await store.load(first.id);
+        assert.ok(a && b);
+        const second = { ...first, version: 2, variables: { count: 1 } };
+        const stored = await store.write(second, a.token);
+        assert.equal(stored.status, 'stored');
+        assert.equal(
+          (await store.write({ ...first, version: 2, variables: { count: 7 } }, b.token)).status,
+          'conflict',
+        );
+        assert.ok(stored.status === 'stored');
+        assert.equal(
+          (await store.write({ ...second, version: 3, variables: { count: 2 } }, stored.token)).status,
+          'stored',
+        );
+        assert.deepEqual((await store.load(first.id))?.record.variables, { count: 2 });
       }));
 
-    it('shows a saved change to the very next get', () =>
-      withStore(async ({ store }) => {
-        const session = newSession();
-        await store.add(session);
-        for (let expected = 1; expected <= 5; expected++) {
-          const loaded = await store.get(session.id);
-          assert.ok(loaded);
-          loaded.update('count', increment);
-          assert.equal(await store.save(loaded), true);
-          const next = await store.get(session.id);
-          assert.equal(next?.get('count'), expected, `view ${expected}`);
+    it('saves set, delete and update through the core loop, each applied once', () =>
+      withStore(async ({ store, now }) => {
+        const committer = new SessionCommitter(store, now);
+        const first = record(now());
+        await store.write(first, undefined);
+        const draft = await loaded(store, first.id);
+        draft.change('count', increment);
+        draft.change('flag', () => true);
+        draft.change('nothing', () => undefined);
+        assert.equal(await committer.save(draft), 'saved');
+        assert.equal(await committer.save(draft), 'saved', 'a second save with nothing new writes nothing');
+        const found = await store.load(first.id);
+        const { nothing: _deleted, ...kept } = VARIABLES;
+        assert.deepEqual(found?.record.variables, { ...kept, count: 1, flag: true });
+      }));
+
+    it('counts every one of 50 updates sent 10 at a time from two instances exactly once', () =>
+      withStore(async ({ store, otherInstance, now }) => {
+        const instances = [new SessionCommitter(store, now), new SessionCommitter(otherInstance ?? store, now)];
+        const stores = [store, otherInstance ?? store];
+        const first = record(now(), { variables: { count: 0 } });
+        await store.write(first, undefined);
+        for (let round = 0; round < 5; round++) {
+          await Promise.all(
+            Array.from({ length: 10 }, async (_, i) => {
+              const draft = await loaded(stores[i % 2]!, first.id);
+              draft.change('count', increment);
+              assert.equal(await instances[i % 2]!.save(draft), 'saved');
+            }),
+          );
         }
+        assert.equal((await store.load(first.id))?.record.variables['count'], 50);
       }));
 
-    it('counts both updates of two requests that got the session at the same time', () =>
-      withStore(async ({ store }) => {
-        const session = newSession();
-        await store.add(session);
-        const [first, second] = await Promise.all([store.get(session.id), store.get(session.id)]);
-        assert.ok(first && second);
-        first.update('count', increment);
-        second.update('count', increment);
-        // The second save finds the session changed since it was read: its update goes on top.
-        assert.equal(await store.save(first), true);
-        assert.equal(await store.save(second), true);
-        assert.equal(second.get('count'), 2, 'the later save sees the earlier one');
-        assert.equal((await store.get(session.id))?.get('count'), 2);
-
-        // The first request changes the session again (a handler may save twice): still nothing lost.
-        first.update('count', increment);
-        assert.equal(await store.save(first), true);
-        assert.equal((await store.get(session.id))?.get('count'), 3);
+    it('ends a session for good: remove, then no load finds it and no write revives it', () =>
+      withStore(async ({ store, otherInstance, now }) => {
+        const committer = new SessionCommitter(store, now);
+        const first = record(now());
+        await store.write(first, undefined);
+        const late = await loaded(store, first.id);
+        assert.equal(await (otherInstance ?? store).remove(first.id), 'removed');
+        late.change('count', increment);
+        assert.equal(await committer.save(late), 'gone', 'a request in flight is told its change was refused');
+        assert.equal(await store.load(first.id), undefined);
+        assert.equal(await store.remove(first.id), 'removed', 'removing an ended or unknown ID is fine');
       }));
 
-    it(`counts every one of ${CONCURRENT_REQUESTS} concurrent updates exactly once`, () =>
-      withStore(async ({ store }) => {
-        const session = newSession();
-        await store.add(session);
-        // Every request reads before any saves, so all but one save find a newer state.
-        const requests = await Promise.all(Array.from({ length: CONCURRENT_REQUESTS }, () => store.get(session.id)));
-        for (const request of requests) {
-          assert.ok(request);
-          request.update('count', increment);
-        }
-        const saved = await Promise.all(requests.map((request) => store.save(request as Session)));
-        assert.deepEqual(saved, Array<boolean>(CONCURRENT_REQUESTS).fill(true));
-        assert.equal((await store.get(session.id))?.get('count'), CONCURRENT_REQUESTS);
+    it('removes conditionally: a remove with a stale token conflicts and leaves the session', () =>
+      withStore(async ({ store, now }) => {
+        const first = record(now());
+        await store.write(first, undefined);
+        const stale = await store.load(first.id);
+        const fresh = await store.load(first.id);
+        assert.ok(stale && fresh);
+        const written = await store.write({ ...first, version: 2, variables: { count: 5 } }, fresh.token);
+        assert.equal(await store.remove(first.id, stale.token), 'conflict');
+        assert.ok(await store.load(first.id), 'still there');
+        assert.ok(written.status === 'stored');
+        assert.equal(await store.remove(first.id, written.token), 'removed');
+        assert.equal(await store.load(first.id), undefined);
       }));
 
-    it('answers false to a save after remove, and the session stays removed', () =>
-      withStore(async ({ store }) => {
-        const session = newSession();
-        await store.add(session);
-        const changing = await store.get(session.id);
-        const reading = await store.get(session.id);
-        assert.ok(changing && reading);
-
-        await store.remove(session.id);
-        assert.equal(await store.get(session.id), undefined, 'removed');
-
-        // A request that was still running when another one logged out: its save must not undo the logout.
-        changing.update('count', increment);
-        assert.equal(await store.save(changing), false);
-        assert.equal(await store.get(session.id), undefined, 'a changed save does not bring it back');
-        // A request that changed nothing may be answered either way, but must not bring it back either.
-        await store.save(reading);
-        assert.equal(await store.get(session.id), undefined, 'an unchanged save does not bring it back');
-      }));
-
-    it('removes an unknown ID without complaint', () =>
-      withStore(async ({ store }) => {
-        await store.remove(newSessionId());
-        const session = newSession();
-        await store.add(session);
-        await store.remove(session.id);
-        await store.remove(session.id);
-        assert.equal(await store.get(session.id), undefined);
-      }));
-
-    it('keeps sessions apart: a change or removal of one leaves the others as they were', () =>
-      withStore(async ({ store }) => {
-        const ann = Session.create({
-          id: newSessionId(),
+    it('rotates: a new ID with the same data and creation time, the old ID dead at once', () =>
+      withStore(async ({ store, now }) => {
+        const manager = new CookieManager({
+          store,
+          cookie: { name: 'sessid', maxAgeSeconds: 60, secure: 'never' },
           timeoutSeconds: LONG_TIMEOUT_SECONDS,
-          constants: { userName: 'ann' },
+          now,
         });
-        const bob = Session.create({
-          id: newSessionId(),
-          timeoutSeconds: LONG_TIMEOUT_SECONDS,
-          constants: { userName: 'bob' },
-        });
-        await Promise.all([store.add(ann), store.add(bob)]);
-
-        const annLoaded = await store.get(ann.id);
-        assert.ok(annLoaded);
-        annLoaded.set('secret', 'ann only');
-        assert.equal(await store.save(annLoaded), true);
-
-        const bobLoaded = await store.get(bob.id);
-        assert.ok(bobLoaded);
-        assert.equal(bobLoaded.constant('userName'), 'bob');
-        assert.deepEqual(bobLoaded.variables(), {});
-
-        await store.remove(ann.id);
-        assert.equal(await store.get(ann.id), undefined);
-        assert.equal((await store.get(bob.id))?.constant('userName'), 'bob', 'removing one keeps the other');
+        const draft = manager.create({ userName: 'zoë' }, { count: 3 }, 'zoë');
+        await manager.add(draft, exchange());
+        const oldId = draft.base.id;
+        const created = draft.base.created;
+        const request = await loaded(store, oldId);
+        request.change('count', increment);
+        const result = exchange();
+        assert.equal(await manager.rotate(request, result), 'rotated');
+        const newId = request.base.id;
+        assert.notEqual(newId, oldId);
+        assert.match(result.cookies.at(-1) ?? '', new RegExp(`^sessid=${newId};`));
+        assert.equal(await store.load(oldId), undefined, 'the old ID is dead');
+        const rotated = await store.load(newId);
+        assert.equal(rotated?.record.variables['count'], 4, "the rotating request's own change is kept");
+        assert.equal(rotated?.record.created, created, 'rotation keeps the creation time, so the absolute lifetime');
+        assert.equal(rotated?.record.owner, ownerHash('zoë'));
       }));
 
-    it('forgets a session left idle past its timeout, and a late save does not revive it', () =>
+    it("finds an owner's live sessions, from any instance, and ends them all", () =>
+      withStore(async ({ store, otherInstance, now }) => {
+        const other = otherInstance ?? store;
+        const owner = ownerHash(`owner-${newSessionId()}`);
+        const mine = [record(now(), { owner }), record(now(), { owner })];
+        const someoneElse = record(now(), { owner: ownerHash('someone else') });
+        await store.write(mine[0]!, undefined);
+        await other.write(mine[1]!, undefined);
+        await store.write(someoneElse, undefined);
+        const found = await other.owned(owner);
+        assert.deepEqual(found.map((r) => r.id).sort(), mine.map((r) => r.id).sort());
+        await store.remove(mine[0]!.id);
+        assert.deepEqual(
+          (await store.owned(owner)).map((r) => r.id),
+          [mine[1]!.id],
+          'an ended session is not listed',
+        );
+        const manager = new CookieManager({
+          store: other,
+          cookie: { name: 'sessid', maxAgeSeconds: 60, secure: 'never' },
+          timeoutSeconds: LONG_TIMEOUT_SECONDS,
+          now,
+        });
+        assert.equal(await manager.store.owned(owner).then((r) => r.length), 1);
+        for (const session of await other.owned(owner)) await other.remove(session.id);
+        assert.deepEqual(await store.owned(owner), []);
+        assert.ok(await store.load(someoneElse.id), "another owner's session is untouched");
+      }));
+
+    it('forgets a session left idle past its timeout', () =>
       withStore(async (made) => {
-        const { store } = made;
-        const idleOne = newSession(SHORT_TIMEOUT_SECONDS);
-        const busyOne = newSession();
-        await Promise.all([store.add(idleOne), store.add(busyOne)]);
-
-        await idle(made, IDLE_MS);
-        assert.equal(await store.get(idleOne.id), undefined, 'expired');
-        idleOne.update('count', increment);
-        assert.equal(await store.save(idleOne), false, 'a save of an expired session answers false');
-        assert.equal(await store.get(idleOne.id), undefined, 'still expired after the save');
-        assert.ok(await store.get(busyOne.id), 'a session with a longer timeout is still there');
+        const idle = record(made.now(), { timeout: 1 });
+        await made.store.write(idle, undefined);
+        await pass(made, 1000 + SECOND_SLACK_MS);
+        assert.equal(await made.store.load(idle.id), undefined);
       }));
 
-    it('closes cleanly after use', () =>
-      withStore(async ({ store }, close) => {
-        const session = newSession();
-        await store.add(session);
-        const loaded = await store.get(session.id);
-        assert.ok(loaded);
-        loaded.update('count', increment);
-        assert.equal(await store.save(loaded), true);
-        await close();
+    it('ends a session at creation + lifetime however active it is', () =>
+      withStore(async (made) => {
+        const committer = new SessionCommitter(made.store, made.now);
+        const busy = record(made.now(), { lifetime: 2, timeout: LONG_TIMEOUT_SECONDS });
+        await made.store.write(busy, undefined);
+        for (let i = 0; i < 3; i++) {
+          await pass(made, 500);
+          const draft = await loaded(made.store, busy.id);
+          draft.change('count', increment);
+          assert.equal(await committer.save(draft), 'saved');
+        }
+        await pass(made, 500 + SECOND_SLACK_MS);
+        assert.equal(await made.store.load(busy.id), undefined, 'dead at its deadline, though used every half second');
       }));
   });
 }
