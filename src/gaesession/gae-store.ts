@@ -159,6 +159,11 @@ export class GaeStore implements Store {
     await this.#queue?.close(this.#closeGraceMs);
   }
 
+  /** Sessions with an asynchronous backup waiting or running. */
+  get pendingBackups(): number {
+    return this.#queue?.size ?? 0;
+  }
+
   /** Waits until every pending asynchronous backup has landed (tests, benchmarks). */
   flush(): Promise<void> {
     return this.#queue?.flush() ?? Promise.resolve();

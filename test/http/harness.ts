@@ -4,13 +4,28 @@
  */
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, {
+  type Express,
+  type NextFunction,
+  type Request as ExpressRequest,
+  type Response as ExpressResponse,
+} from 'express';
 import { createApp } from '../../src/app/app.js';
 import { loadConfig, type Config } from '../../src/app/config.js';
+import { demoRouter } from '../../src/app/demo.js';
+import { rejectCrossSite, securityHeaders } from '../../src/app/security.js';
+import { sessionMiddleware } from '../../src/express/middleware.js';
+import { CookieManager } from '../../src/session/cookie-manager.js';
 import { sessionIdValidator } from '../../src/session/id.js';
 import { silentLogger, type Logger } from '../../src/session/logger.js';
 import { MemoryStore } from '../../src/session/memory-store.js';
+import { StoreUnavailableError } from '../../src/session/store.js';
 import { SpyStore } from '../support/spy-store.js';
 import { parseSetCookie, type SetCookie } from '../support/set-cookie.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export interface TestApp {
   base: string;
@@ -26,16 +41,99 @@ export interface TestApp {
 export interface StartOptions {
   /** Environment variables, as the server would read them. */
   env?: Record<string, string>;
-  /** The store's clock (idle expiry). */
+  /**
+   * The sessions' clock (idle expiry, absolute lifetime), for both the store and the cookie
+   * manager. createApp has no way to take one (it builds its CookieManager on Date.now), so
+   * with a clock the demo router is mounted on an app built here the way createApp does it.
+   */
   now?: () => number;
   logger?: Logger;
 }
 
 export async function startApp(options: StartOptions = {}): Promise<TestApp> {
   const config = loadConfig({ PORT: '0', ...options.env });
-  const memory = new MemoryStore({ ...(options.now && { now: options.now }) });
+  const logger = options.logger ?? silentLogger;
+  const memory = new MemoryStore({ maxSessions: config.memoryMaxSessions, now: options.now, logger });
   const store = new SpyStore(memory);
-  const { app, manager } = createApp({ config, store, logger: options.logger ?? silentLogger });
+  if (!options.now) {
+    const { app, manager } = createApp({ config, store, logger });
+    return listen(app, { config, memory, store }, () => manager.close());
+  }
+  const manager = new CookieManager({
+    store,
+    cookie: config.cookie,
+    timeoutSeconds: config.timeoutSeconds,
+    lifetimeSeconds: config.lifetimeSeconds,
+    logger,
+    now: options.now,
+  });
+  const app = express();
+  app.set('trust proxy', 1);
+  app.set('view engine', 'ejs');
+  app.set('views', path.join(root, 'views'));
+  app.use(securityHeaders());
+  app.use(sessionMiddleware(manager, { logger }));
+  app.use(
+    '/demo',
+    demoRouter({
+      password: config.demoPassword,
+      purge: undefined,
+      purgeDeadlineSeconds: config.purgeDeadlineSeconds,
+      storeDescription: 'in memory',
+      logger,
+    }),
+  );
+  app.use(storeErrors);
+  return listen(app, { config, memory, store }, () => manager.close());
+}
+
+/**
+ * An app of the test's own routes behind the session middleware, over a SpyStore around a
+ * MemoryStore: for what the middleware promises any route, not only the demo's. Form bodies
+ * are parsed, and cross-site posts refused, as in the demo.
+ */
+export async function startSessionApp(
+  routes: (app: Express) => void,
+  options: StartOptions = {},
+): Promise<TestApp & { manager: CookieManager }> {
+  const config = loadConfig({ PORT: '0', ...options.env });
+  const logger = options.logger ?? silentLogger;
+  const memory = new MemoryStore({ maxSessions: config.memoryMaxSessions, now: options.now, logger });
+  const store = new SpyStore(memory);
+  const manager = new CookieManager({
+    store,
+    cookie: config.cookie,
+    timeoutSeconds: config.timeoutSeconds,
+    lifetimeSeconds: config.lifetimeSeconds,
+    logger,
+    now: options.now,
+  });
+  const app = express();
+  app.use(express.urlencoded({ extended: false }), rejectCrossSite());
+  app.use(sessionMiddleware(manager, { logger }));
+  routes(app);
+  app.use(storeErrors);
+  return { ...(await listen(app, { config, memory, store }, () => manager.close())), manager };
+}
+
+/** What the app's error handler does with store errors: 503 for an outage, 500 for the rest. */
+function storeErrors(error: unknown, _req: ExpressRequest, res: ExpressResponse, next: NextFunction): void {
+  if (res.headersSent) {
+    next(error);
+    return;
+  }
+  const status = error instanceof StoreUnavailableError ? 503 : 500;
+  res
+    .status(status)
+    .type('text/plain')
+    .send(`${error instanceof Error ? error.name : 'Error'}\n`);
+}
+
+async function listen(
+  app: Express,
+  parts: { config: Config; memory: MemoryStore; store: SpyStore },
+  closeStore: () => Promise<void>,
+): Promise<TestApp> {
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
@@ -45,13 +143,11 @@ export async function startApp(options: StartOptions = {}): Promise<TestApp> {
   return {
     base: `http://127.0.0.1:${port}`,
     port,
-    config,
-    memory,
-    store,
+    ...parts,
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await manager.close();
+      await closeStore();
     },
   };
 }
@@ -126,6 +222,13 @@ export async function login(app: TestApp, userName: string, cookie?: string): Pr
 export async function view(app: TestApp, id: string): Promise<{ response: Response; html: string }> {
   const response = await get(app, '/demo', { Cookie: `sessid=${id}` });
   return { response, html: await response.text() };
+}
+
+/** POSTs an empty form (rotate, logout, logout-all) with this session ID. */
+export async function postWith(app: TestApp, path: string, id: string): Promise<Response> {
+  const response = await post(app, path, {}, { Cookie: `sessid=${id}` });
+  await response.arrayBuffer();
+  return response;
 }
 
 /** The text of the element with this `data-testid`, HTML entities decoded; undefined if absent. */

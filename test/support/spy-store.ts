@@ -23,6 +23,11 @@ export class SpyStore implements Store {
    * tick, so without a wait concurrent requests never overlap.
    */
   latencyMs = 0;
+  /**
+   * Runs before each remove is passed on, to let something happen just then (another
+   * instance's logout landing between a request's load and its remove).
+   */
+  beforeRemove: ((id: string, token: StoreToken | undefined) => Promise<void>) | undefined;
   /** Present exactly when the inner store has it (the middleware only hooks it up then). */
   readonly release?: (token: StoreToken) => void;
 
@@ -55,6 +60,7 @@ export class SpyStore implements Store {
   async remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'> {
     this.removals.push(id);
     await this.#wait();
+    await this.beforeRemove?.(id, token);
     return this.inner.remove(id, token);
   }
 

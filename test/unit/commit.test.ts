@@ -32,11 +32,11 @@ async function addSession(store: Store, now = Date.now(), variables: Variables =
 }
 
 /** What a request does: load the session, wrap it for the handler. */
-async function loadSession(store: Store, id: string): Promise<{ draft: SessionDraft; session: Session<object, Variables> }> {
+async function loadSession(store: Store, id: string): Promise<{ draft: SessionDraft; session: Session<Record<string, never>, Variables> }> {
   const loaded = await store.load(id);
   assert.ok(loaded, 'the session is live');
   const draft = new SessionDraft(loaded.record, loaded.token, false, loaded.source);
-  return { draft, session: new Session<object, Variables>(draft) };
+  return { draft, session: new Session<Record<string, never>, Variables>(draft) };
 }
 
 async function countOf(store: Store, id: string): Promise<unknown> {

@@ -29,6 +29,8 @@ describe('configuration', () => {
     assert.equal(config.datastoreKind, 'sess_');
     assert.equal(config.keyPrefix, '');
     assert.equal(config.timeoutSeconds, 1800);
+    assert.equal(config.lifetimeSeconds, 86_400);
+    assert.equal(config.memoryMaxSessions, 10_000);
     assert.deepEqual(config.cookie, { name: 'sessid', maxAgeSeconds: 2_592_000, secure: 'auto' });
     assert.equal(config.purgeDeadlineSeconds, 480);
     assert.equal(config.shutdownGraceSeconds, 5);
@@ -149,6 +151,48 @@ describe('configuration', () => {
     });
   }
 
+  describe('SESSION_MAX_LIFETIME_SECONDS', () => {
+    it('defaults to a day, or the idle timeout if that is longer', () => {
+      assert.equal(loadConfig({}).lifetimeSeconds, 86_400);
+      assert.equal(loadConfig({ SESSION_TIMEOUT_SECONDS: '60' }).lifetimeSeconds, 86_400);
+      assert.equal(loadConfig({ SESSION_TIMEOUT_SECONDS: String(3 * 86_400) }).lifetimeSeconds, 3 * 86_400);
+    });
+    it('takes a whole number of seconds no lower than the idle timeout, up to 400 days', () => {
+      assert.equal(loadConfig({ SESSION_MAX_LIFETIME_SECONDS: '3600' }).lifetimeSeconds, 3600);
+      assert.equal(loadConfig({ SESSION_MAX_LIFETIME_SECONDS: '1800' }).lifetimeSeconds, 1800, 'equal to the timeout');
+      assert.equal(
+        loadConfig({ SESSION_TIMEOUT_SECONDS: '10', SESSION_MAX_LIFETIME_SECONDS: '10' }).lifetimeSeconds,
+        10,
+      );
+      assert.equal(loadConfig({ SESSION_MAX_LIFETIME_SECONDS: String(400 * 86_400) }).lifetimeSeconds, 400 * 86_400);
+    });
+    it('refuses a value below the idle timeout, naming both variables', () => {
+      assert.throws(
+        () => loadConfig({ SESSION_MAX_LIFETIME_SECONDS: '1799' }),
+        (error: unknown) =>
+          error instanceof ConfigError &&
+          error.message.includes('SESSION_MAX_LIFETIME_SECONDS') &&
+          error.message.includes('SESSION_TIMEOUT_SECONDS'),
+      );
+      refuses('SESSION_MAX_LIFETIME_SECONDS', '59', { SESSION_TIMEOUT_SECONDS: '60' });
+    });
+    it('refuses zero, negatives, fractions, text and values past 400 days', () => {
+      for (const bad of ['0', '-5', '1.5', 'day', '1e5', String(400 * 86_400 + 1)])
+        refuses('SESSION_MAX_LIFETIME_SECONDS', bad, { SESSION_TIMEOUT_SECONDS: '1' });
+    });
+  });
+
+  describe('MEMORY_STORE_MAX_SESSIONS', () => {
+    it('takes a whole number from 1 to 10,000,000 (default 10,000)', () => {
+      assert.equal(loadConfig({ MEMORY_STORE_MAX_SESSIONS: '1' }).memoryMaxSessions, 1);
+      assert.equal(loadConfig({ MEMORY_STORE_MAX_SESSIONS: '250000' }).memoryMaxSessions, 250_000);
+      assert.equal(loadConfig({ MEMORY_STORE_MAX_SESSIONS: '10000000' }).memoryMaxSessions, 10_000_000);
+    });
+    it('refuses anything else', () => {
+      for (const bad of ['0', '-1', '1.5', 'many', '10000001']) refuses('MEMORY_STORE_MAX_SESSIONS', bad);
+    });
+  });
+
   describe('SHUTDOWN_GRACE_SECONDS', () => {
     it('takes a whole number of seconds, zero included (default 5)', () => {
       assert.equal(loadConfig({ SHUTDOWN_GRACE_SECONDS: '0' }).shutdownGraceSeconds, 0);
@@ -206,6 +250,7 @@ describe('configuration', () => {
       { SESSION_TIMEOUT_SECONDS: '-1' },
       { SESSION_KEY_PREFIX: 'x'.repeat(300) },
       { SESSION_COOKIE_SECURE: 'yes' },
+      { SESSION_MAX_LIFETIME_SECONDS: '10' },
     ];
     await Promise.all(
       cases.map(async (bad) => {

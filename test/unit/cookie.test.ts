@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clearingCookie, isValidCookieName, sessionCookie, type CookieOptions } from '../../src/session/cookie.js';
+import {
+  clearingCookie,
+  isValidCookieName,
+  occursOnceAsIs,
+  sessionCookie,
+  type CookieOptions,
+} from '../../src/session/cookie.js';
 import { parseSetCookie as parse } from '../support/set-cookie.js';
 
 const options: CookieOptions = { name: 'sessid', maxAgeSeconds: 2_592_000, secure: 'auto' };
@@ -61,5 +67,45 @@ describe('session cookie', () => {
     for (const good of ['sessid', 'SID', 'a.b-c_d', "x!#$%&'*+^`|~"]) assert.equal(isValidCookieName(good), true, good);
     for (const bad of ['', 'a b', 'a=b', 'a;b', 'a,b', 'a"b', 'é', 'a\tb', '(x)'])
       assert.equal(isValidCookieName(bad), false, bad);
+  });
+
+  describe('occursOnceAsIs', () => {
+    it('accepts the name once, with exactly the value, among other cookies and spaces', () => {
+      for (const header of [
+        `sessid=${ID}`,
+        `a=1; sessid=${ID}; b=2`,
+        `a=1;sessid=${ID};b=2`,
+        `  sessid = ${ID}  `,
+        `xsessid=1; sessid=${ID}; sessidx=2`,
+        `flag; sessid=${ID}`,
+      ]) {
+        assert.equal(occursOnceAsIs(header, 'sessid', ID), true, header);
+      }
+    });
+
+    it('refuses a quoted, percent-encoded or j: form of the value', () => {
+      for (const header of [
+        `sessid="${ID}"`,
+        `sessid=%41${ID.slice(1)}`,
+        `sessid=j:"${ID}"`,
+        `sessid=${ID}x`,
+        `sessid=`,
+        `sessid`,
+        `other=${ID}`,
+      ]) {
+        assert.equal(occursOnceAsIs(header, 'sessid', ID), false, header);
+      }
+    });
+
+    it('refuses two cookies of the name, whichever carries the value', () => {
+      for (const header of [
+        `sessid=${ID}; sessid=${ID}`,
+        `sessid=${ID}; sessid=other`,
+        `sessid=other; sessid=${ID}`,
+        `sessid=${ID}; sessid=`,
+      ]) {
+        assert.equal(occursOnceAsIs(header, 'sessid', ID), false, header);
+      }
+    });
   });
 });
