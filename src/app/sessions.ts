@@ -46,5 +46,8 @@ export async function createSessionStore(
       const purge = datastore && datastorePurge({ datastore, kind: config.datastoreKind });
       return { store, purge };
     }
+    case 'valkey':
+      // Placeholder until the store is wired to ValkeyCache (src/gaesession/valkey.ts).
+      throw new Error('SESSION_STORE=valkey is not available yet');
   }
 }

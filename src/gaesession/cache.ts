@@ -9,6 +9,12 @@
  * wait. A value or key over the backend's limit throws `SessionTooLargeError` before sending.
  */
 
+/**
+ * The tombstone `bury` writes for a session is its key with this suffix: the longest key a tier
+ * makes from a session ID, which the key-prefix limit (config) leaves room for.
+ */
+export const TOMBSTONE_SUFFIX = ':ended';
+
 /** What a conditional write presents: memcache's CAS value, or the bytes Valkey returned. */
 export type CacheToken = Buffer;
 

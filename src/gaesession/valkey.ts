@@ -1,7 +1,13 @@
 import { Cluster, Redis, type ClientContext, type RedisOptions, type Result } from 'iovalkey';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
-import type { CachedItem, CacheToken, CacheWriteResult, SessionCache } from './cache.js';
+import {
+  TOMBSTONE_SUFFIX,
+  type CachedItem,
+  type CacheToken,
+  type CacheWriteResult,
+  type SessionCache,
+} from './cache.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { ITEM_OVERHEAD_BYTES, MAX_ITEM_BYTES } from './memcache.js';
 
@@ -44,6 +50,9 @@ export function createValkeyClient(options: ValkeyClientOptions): ValkeyClient {
     // ready, and never reconnecting. Without it, the first commands are bounded like any other.
     enableReadyCheck: false,
     retryStrategy: (attempt: number) => Math.min(50 * attempt, 500),
+    // disconnect() gives a socket this long to close before destroying it, on a timer that
+    // holds the process open even when the socket is long gone (2 s by default): shutdown waits.
+    disconnectTimeout: 100,
   };
   const host = endpoint.hostname.replace(/^\[|\]$/g, '');
   const port = Number(endpoint.port || 6379);
@@ -162,7 +171,7 @@ export class ValkeyCache implements SessionCache {
 
   /** The key that marks an ended session ID. */
   tombstoneKey(id: string): string {
-    return this.#prefix + id + ':ended';
+    return this.#prefix + id + TOMBSTONE_SUFFIX;
   }
 
   /** The key of an owner's index (a set of session IDs). ':' is not base64url: no ID collides. */

@@ -237,8 +237,7 @@ export class ValkeyCluster {
     // Created by start(): a cluster that only names running nodes (TEST_VALKEY_CLUSTER) needs none.
     this.#dir = dir ?? path.join(os.tmpdir(), `gaesession-valkey-cluster-${process.pid}-${ports.join('-')}`);
     this.nodes = ports.map(
-      (port) =>
-        new Valkey(port, { ...options, clusterConfigFile: path.join(this.#dir, `nodes-${port}.conf`) }),
+      (port) => new Valkey(port, { ...options, clusterConfigFile: path.join(this.#dir, `nodes-${port}.conf`) }),
     );
   }
 
