@@ -46,9 +46,6 @@ export function createValkeyClient(options: ValkeyClientOptions): ValkeyClient {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    // The ready check is an INFO nothing bounds: a hung server would leave the client never
-    // ready, and never reconnecting. Without it, the first commands are bounded like any other.
-    enableReadyCheck: false,
     retryStrategy: (attempt: number) => Math.min(50 * attempt, 500),
     // disconnect() gives a socket this long to close before destroying it, on a timer that
     // holds the process open even when the socket is long gone (2 s by default): shutdown waits.
@@ -245,10 +242,13 @@ export class ValkeyCache implements SessionCache {
 
   /** Quits politely if Valkey answers soon, then drops the connections and stops reconnecting. */
   async close(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#callTimeoutMs)));
-    await Promise.race([this.#client.quit().catch(() => undefined), waited]);
-    clearTimeout(timer);
+    // Not connected (down, hung, reconnecting): there is nobody to say goodbye to.
+    if (this.#client.status === 'ready') {
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#callTimeoutMs)));
+      await Promise.race([this.#client.quit().catch(() => undefined), waited]);
+      clearTimeout(timer);
+    }
     this.#client.disconnect();
   }
 
