@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npm test`: starts memcached and the Datastore emulator once for the whole run (when they
-// are installed; see test/support/services.ts), runs every test file with node's test runner,
-// then stops them. Arguments narrow the run to some files or folders: npm test -- test/unit
+// `npm test`: starts memcached, Valkey (standalone and a 3-node cluster) and the Datastore
+// emulator once for the whole run (when they are installed; see test/support/services.ts),
+// runs every test file with node's test runner, then stops them. Arguments narrow the run to
+// some files or folders: npm test -- test/unit
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -20,12 +21,20 @@ async function share(name, start, variable) {
   started.push(service);
   env[variable] = service.address;
 }
-try {
-  await share('memcached', services.startMemcached, 'TEST_MEMCACHED');
-  await share('datastore-emulator', services.startDatastoreEmulator, 'TEST_DATASTORE_EMULATOR');
-} catch (error) {
-  for (const service of started) await service.stop();
-  console.error(String(error));
+// A cluster keeps its state in files until destroyed; the other services have nothing to delete.
+const stopAll = () => Promise.all(started.map((service) => (service.destroy ?? service.stop).call(service)));
+// At once: the emulator takes seconds, and a Valkey cluster about 2.5 (a primary refuses to
+// report itself ready within 2 s of starting).
+const sharing = await Promise.allSettled([
+  share('memcached', services.startMemcached, 'TEST_MEMCACHED'),
+  share('valkey', services.startValkey, 'TEST_VALKEY'),
+  share('valkey', services.startValkeyCluster, 'TEST_VALKEY_CLUSTER'),
+  share('datastore-emulator', services.startDatastoreEmulator, 'TEST_DATASTORE_EMULATOR'),
+]);
+const failure = sharing.find((result) => result.status === 'rejected');
+if (failure) {
+  await stopAll();
+  console.error(String(failure.reason));
   process.exit(1);
 }
 
@@ -38,7 +47,7 @@ const runner = spawn(
 // Ctrl-C or a timeout's SIGTERM: pass it to the runner first (services.ts then stops the servers).
 for (const signal of ['SIGINT', 'SIGTERM']) process.prependListener(signal, () => runner.kill(signal));
 const code = await new Promise((resolve) => runner.on('exit', (status, signal) => resolve(status ?? (signal ? 1 : 0))));
-for (const service of started) await service.stop();
+await stopAll();
 process.exit(code);
 
 function testFiles(entry) {

@@ -1,8 +1,9 @@
+import { TOMBSTONE_SUFFIX } from '../gaesession/cache.js';
 import { MAX_KEY_BYTES } from '../gaesession/memcache.js';
 import { isValidCookieName, type SecurePolicy } from '../session/cookie.js';
 import { DEFAULT_ID_BYTES, idLength } from '../session/id.js';
 
-export type StoreKind = 'memory' | 'memcache' | 'datastore';
+export type StoreKind = 'memory' | 'memcache' | 'valkey' | 'datastore';
 export type DatastoreMode = 'off' | 'sync' | 'async';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -11,7 +12,9 @@ export interface Config {
   port: number;
   store: StoreKind;
   memcache: { servers: string[]; username: string; password: string; retries: number };
-  /** Datastore backup of the memcache store; always `sync` for the Datastore-only store. */
+  /** The Valkey endpoint (with a cluster, its discovery endpoint) and whether it is a cluster. */
+  valkey: { url: string; cluster: boolean };
+  /** Datastore backup of the memcache and Valkey stores; always `sync` for the Datastore-only store. */
   datastore: DatastoreMode;
   datastoreKind: string;
   /** Least time between two asynchronous Datastore writes of one session (SESSION_DATASTORE=async). */
@@ -61,7 +64,7 @@ export function loadConfig(env: Env = process.env): Config {
     return value;
   };
 
-  const store = oneOf<StoreKind>('SESSION_STORE', 'memory', ['memory', 'memcache', 'datastore']);
+  const store = oneOf<StoreKind>('SESSION_STORE', 'memory', ['memory', 'memcache', 'valkey', 'datastore']);
   const datastore = oneOf<DatastoreMode>('SESSION_DATASTORE', 'sync', ['off', 'sync', 'async']);
 
   const servers = read('MEMCACHE_SERVERS', '127.0.0.1:11211')
@@ -73,14 +76,20 @@ export function loadConfig(env: Env = process.env): Config {
     }
   }
 
+  const valkeyUrl = read('VALKEY_URL', 'redis://127.0.0.1:6379');
+  checkValkeyUrl(valkeyUrl);
+  const valkeyCluster = oneOf('VALKEY_CLUSTER', 'false', ['true', 'false']) === 'true';
+
   const keyPrefix = env['SESSION_KEY_PREFIX'] ?? '';
   if (/[\s\p{Cc}]/u.test(keyPrefix)) {
     throw new ConfigError('SESSION_KEY_PREFIX must not contain spaces or control characters');
   }
-  const room = MAX_KEY_BYTES - idLength(DEFAULT_ID_BYTES);
+  // The longest key made from a session ID is its tombstone: prefix + ID + ':ended'. memcached
+  // takes 250 bytes; Valkey takes more, but one limit keeps the tiers interchangeable.
+  const room = MAX_KEY_BYTES - idLength(DEFAULT_ID_BYTES) - TOMBSTONE_SUFFIX.length;
   if (Buffer.byteLength(keyPrefix) > room) {
     throw new ConfigError(
-      `SESSION_KEY_PREFIX must be at most ${room} bytes, to leave room for the session ID in a memcache key`,
+      `SESSION_KEY_PREFIX must be at most ${room} bytes, to leave room for the session ID and "${TOMBSTONE_SUFFIX}" in a ${MAX_KEY_BYTES}-byte memcache key`,
     );
   }
 
@@ -114,6 +123,7 @@ export function loadConfig(env: Env = process.env): Config {
       password: env['MEMCACHE_PASSWORD'] ?? '',
       retries: integer('MEMCACHE_RETRIES', 3, 1, 10),
     },
+    valkey: { url: valkeyUrl, cluster: valkeyCluster },
     datastore: store === 'datastore' ? 'sync' : datastore,
     datastoreKind,
     asyncWriteIntervalMs: integer('DATASTORE_ASYNC_INTERVAL_MS', 2000, 0, 600_000),
@@ -134,4 +144,29 @@ export function loadConfig(env: Env = process.env): Config {
     demoPassword: env['DEMO_PASSWORD'] || 'a',
     logLevel: oneOf<LogLevel>('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error']),
   };
+}
+
+/**
+ * VALKEY_URL must name a server: redis:// or rediss:// (TLS), a host, an optional port (6379) and
+ * optional user:password@. A path (a database number) is refused rather than ignored: cluster
+ * mode has only database 0. The message never repeats the password.
+ */
+function checkValkeyUrl(value: string): void {
+  const form = 'redis://[user:password@]host[:port] or rediss://… for TLS';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`VALKEY_URL must be a URL, ${form}`);
+  }
+  if (url.password) url.password = '***';
+  const shown = url.href;
+  const wrong =
+    (url.protocol !== 'redis:' && url.protocol !== 'rediss:') ||
+    url.hostname === '' ||
+    url.port === '0' ||
+    !['', '/'].includes(url.pathname) ||
+    url.search !== '' ||
+    url.hash !== '';
+  if (wrong) throw new ConfigError(`VALKEY_URL must be ${form} (got "${shown}")`);
 }

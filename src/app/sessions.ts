@@ -6,6 +6,7 @@ import { DatastoreTier } from '../gaesession/datastore.js';
 import { GaeStore } from '../gaesession/gae-store.js';
 import { createMemcacheClient, MemcacheCache } from '../gaesession/memcache.js';
 import { datastorePurge, type PurgeFunction } from '../gaesession/purge.js';
+import { createValkeyClient, ValkeyCache } from '../gaesession/valkey.js';
 import type { Logger } from '../session/logger.js';
 import { MemoryStore } from '../session/memory-store.js';
 import type { Store } from '../session/store.js';
@@ -64,6 +65,11 @@ export function createSessionBackend(config: Config, logger: Logger): SessionBac
 }
 
 function createCache(config: Config, logger: Logger): SessionCache {
+  if (config.store === 'valkey') {
+    // Connects in the background: the app starts and serves without waiting for Valkey.
+    const client = createValkeyClient({ url: config.valkey.url, cluster: config.valkey.cluster });
+    return new ValkeyCache({ client, keyPrefix: config.keyPrefix, logger });
+  }
   const client = createMemcacheClient({
     servers: config.memcache.servers,
     username: config.memcache.username || undefined,

@@ -9,8 +9,11 @@
  * wait. A value or key over the backend's limit throws `SessionTooLargeError` before sending.
  */
 
-/** The tombstone of an ended session ID is kept under the session's key plus this. */
-export const ENDED_SUFFIX = ':ended';
+/**
+ * The tombstone `bury` writes for a session is its key with this suffix: the longest key a tier
+ * makes from a session ID, which the key-prefix limit (config) leaves room for.
+ */
+export const TOMBSTONE_SUFFIX = ':ended';
 /** An owner's index is kept under the key prefix plus this plus the owner's hash. */
 export const OWNER_PREFIX = 'owner:';
 

@@ -1,7 +1,7 @@
 import memjs from 'memjs';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
-import { ENDED_SUFFIX, OWNER_PREFIX, type CachedItem, type CacheToken, type CacheWriteResult, type SessionCache } from './cache.js';
+import { TOMBSTONE_SUFFIX, OWNER_PREFIX, type CachedItem, type CacheToken, type CacheWriteResult, type SessionCache } from './cache.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 
 /** memcached's longest key. */
@@ -165,12 +165,12 @@ export class MemcacheCache implements SessionCache {
   }
 
   async bury(id: string, ttlSeconds: number): Promise<void> {
-    const response = await this.#send(OP.set, this.#prefix + id + ENDED_SUFFIX, storeExtras(ttlSeconds), '1');
+    const response = await this.#send(OP.set, this.#prefix + id + TOMBSTONE_SUFFIX, storeExtras(ttlSeconds), '1');
     this.#expectOk(response, 'SET', id);
   }
 
   async isBuried(id: string): Promise<boolean> {
-    const response = await this.#send(OP.get, this.#prefix + id + ENDED_SUFFIX, '', '');
+    const response = await this.#send(OP.get, this.#prefix + id + TOMBSTONE_SUFFIX, '', '');
     if (response.header.status === STATUS.notFound) return false;
     this.#expectOk(response, 'GET', id);
     return true;

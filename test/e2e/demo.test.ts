@@ -7,50 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
-import type { Server } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { Browser, Page } from 'playwright-core';
-import { createApp } from '../../src/app/app.js';
-import { loadConfig } from '../../src/app/config.js';
-import { createSessionStore } from '../../src/app/sessions.js';
-import type { Logger } from '../../src/session/logger.js';
+import type { Browser } from 'playwright-core';
 import { missing, sharedDatastoreEmulator, sharedMemcached } from '../support/services.js';
 import { browserMissing, launchBrowser } from './browser.js';
+import { startDemo, submit, type Demo } from './demo-server.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SCREENSHOT = 'screenshot-logged-in.png';
-
-/** A demo server on a free port, with the store `env` asks for; `problems` collects its warnings and errors. */
-interface Demo {
-  url: string;
-  problems: string[];
-  stop(): Promise<void>;
-}
-
-async function startDemo(env: Record<string, string>): Promise<Demo> {
-  const config = loadConfig({ ...env, PORT: '0' });
-  const problems: string[] = [];
-  const note = (level: string) => (message: string, fields?: Record<string, unknown>) =>
-    problems.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
-  const logger: Logger = { debug: () => {}, info: () => {}, warn: note('WARN'), error: note('ERROR') };
-  const { store, purge } = await createSessionStore(config, logger);
-  const { app, manager } = createApp({ config, store, purge, logger });
-  const server: Server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
-  const address = server.address();
-  assert.ok(address && typeof address === 'object');
-  return {
-    url: `http://127.0.0.1:${address.port}`,
-    problems,
-    async stop() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-      await manager.close();
-    },
-  };
-}
 
 /** Walks through the demo as a user would, one step per subtest. */
 async function walkThroughDemo(t: TestContext, browser: Browser, demo: Demo, screenshot?: string): Promise<void> {
@@ -134,16 +100,6 @@ async function walkThroughDemo(t: TestContext, browser: Browser, demo: Demo, scr
   } finally {
     await context.close();
   }
-}
-
-/** Clicks a form's button and returns the status of the POST it sends to `action`. */
-async function submit(page: Page, button: string, action: string): Promise<number> {
-  const [response] = await Promise.all([
-    page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname === action),
-    page.getByRole('button', { name: button }).click(),
-  ]);
-  await page.waitForLoadState();
-  return response.status();
 }
 
 /** Sets process environment variables; the returned function puts the old values back. */

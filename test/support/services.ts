@@ -1,22 +1,25 @@
 /**
- * The real servers the integration tests run against: memcached and the Cloud Datastore
- * emulator, started on free loopback ports by the process that needs them and stopped by it.
+ * The real servers the integration tests run against: memcached, Valkey (standalone and a
+ * 3-node cluster) and the Cloud Datastore emulator, started on free loopback ports by the
+ * process that needs them and stopped by it.
  *
  * `npm test` (scripts/test.mjs) starts one of each for the whole run and passes their
- * addresses in TEST_MEMCACHED and TEST_DATASTORE_EMULATOR; a test file run on its own starts
- * its own. Where a binary is missing, `missing()` says what to install, and the tests skip —
+ * addresses in TEST_MEMCACHED, TEST_VALKEY, TEST_VALKEY_CLUSTER and TEST_DATASTORE_EMULATOR;
+ * a test file run on its own starts its own. Where a binary is missing, `missing()` says what to install, and the tests skip —
  * except under CI=true, where a missing service is a failure.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-export type ServiceName = 'memcached' | 'datastore-emulator';
+export type ServiceName = 'memcached' | 'valkey' | 'datastore-emulator';
 
 const INSTALL_HINT: Record<ServiceName, string> = {
   memcached: 'memcached is not installed (Debian: apt-get install -y memcached)',
+  valkey:
+    'neither valkey-server nor redis-server (with its CLI) is installed (Debian: apt-get install -y redis-server)',
   'datastore-emulator':
     'the Cloud Datastore emulator is not installed (it comes with the Google Cloud SDK: gcloud components install cloud-datastore-emulator, and needs Java)',
 };
@@ -31,7 +34,22 @@ export function missing(...names: ServiceName[]): string | undefined {
 }
 
 function installed(name: ServiceName): boolean {
-  return name === 'memcached' ? which('memcached') !== undefined : emulatorBinary() !== undefined;
+  if (name === 'memcached') return which('memcached') !== undefined;
+  if (name === 'valkey') return valkeyBinaries() !== undefined;
+  return emulatorBinary() !== undefined;
+}
+
+/**
+ * valkey-server and valkey-cli, or else Debian's redis-server and redis-cli (Debian 12 has no
+ * Valkey package; Valkey forked from Redis 7.2 and speaks the same protocol).
+ */
+function valkeyBinaries(): { server: string; cli: string } | undefined {
+  for (const name of ['valkey', 'redis']) {
+    const server = which(`${name}-server`);
+    const cli = which(`${name}-cli`);
+    if (server && cli) return { server, cli };
+  }
+  return undefined;
 }
 
 function which(command: string): string | undefined {
@@ -139,6 +157,154 @@ export class Memcached extends Service {
   }
 }
 
+export interface ValkeyOptions {
+  /** Requires AUTH with this password (`requirepass`). */
+  password?: string | undefined;
+  /** Serves TLS only, on the service's port, with this certificate (clients need not present one). */
+  tls?: { certFile: string; keyFile: string } | undefined;
+  /** Runs as a cluster node, keeping its cluster state in this file. */
+  clusterConfigFile?: string | undefined;
+}
+
+/** A valkey-server (or redis-server) that keeps nothing on disk. */
+export class Valkey extends Service {
+  constructor(
+    port: number,
+    readonly options: ValkeyOptions = {},
+  ) {
+    super(port);
+  }
+
+  /** The VALKEY_URL of this server. */
+  get url(): string {
+    const auth = this.options.password ? `:${encodeURIComponent(this.options.password)}@` : '';
+    return `${this.options.tls ? 'rediss' : 'redis'}://${auth}${this.address}`;
+  }
+
+  protected command(): [string, string[]] {
+    const binaries = valkeyBinaries();
+    if (!binaries) throw new Error(INSTALL_HINT.valkey);
+    const { password, tls, clusterConfigFile } = this.options;
+    const port = tls
+      ? ['--port', '0', '--tls-port', String(this.port), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile]
+      : ['--port', String(this.port)];
+    return [
+      binaries.server,
+      [
+        ...port,
+        ...(tls ? ['--tls-auth-clients', 'no'] : []),
+        ...['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        ...(password ? ['--requirepass', password, '--masterauth', password] : []),
+        ...(clusterConfigFile ? ['--cluster-enabled', 'yes', '--cluster-config-file', clusterConfigFile] : []),
+      ],
+    ];
+  }
+
+  protected async ready(): Promise<boolean> {
+    if (this.options.tls) return canConnect(this.port);
+    try {
+      return (await this.send('PING')) === 'PONG';
+    } catch {
+      return false;
+    }
+  }
+
+  /** Empties every database (FLUSHALL). */
+  async flush(): Promise<void> {
+    await this.send('FLUSHALL');
+  }
+
+  /** Sends one command (plain TCP only) and resolves with its reply as text (see `valkeyCommand`). */
+  send(...args: string[]): Promise<string> {
+    return valkeyCommand(this.port, args, this.options.password);
+  }
+}
+
+/**
+ * A Valkey cluster of three primaries (no replicas) on loopback, each node with a third of the
+ * slots: the smallest cluster that spreads sessions over several nodes. Its URL is the first
+ * node's, which, as a cluster's discovery endpoint does, tells the client about the others.
+ */
+export class ValkeyCluster {
+  readonly nodes: Valkey[];
+  readonly #dir: string;
+
+  constructor(
+    ports: number[],
+    readonly options: { password?: string | undefined } = {},
+    dir?: string,
+  ) {
+    // Created by start(): a cluster that only names running nodes (TEST_VALKEY_CLUSTER) needs none.
+    this.#dir = dir ?? path.join(os.tmpdir(), `gaesession-valkey-cluster-${process.pid}-${ports.join('-')}`);
+    this.nodes = ports.map(
+      (port) => new Valkey(port, { ...options, clusterConfigFile: path.join(this.#dir, `nodes-${port}.conf`) }),
+    );
+  }
+
+  /** The nodes' addresses, comma-separated (how TEST_VALKEY_CLUSTER passes a cluster on). */
+  get address(): string {
+    return this.nodes.map((node) => node.address).join(',');
+  }
+
+  get url(): string {
+    return this.nodes[0]!.url;
+  }
+
+  /** The nodes' process IDs while they run (to pause them with SIGSTOP in a test). */
+  get pids(): number[] {
+    return this.nodes.map((node) => node.pid).filter((pid): pid is number => pid !== undefined);
+  }
+
+  /** Starts the nodes and, the first time, joins them into a cluster. */
+  async start(): Promise<this> {
+    const created = this.nodes.every((node) => existsSync(node.options.clusterConfigFile!));
+    mkdirSync(this.#dir, { recursive: true });
+    await Promise.all(this.nodes.map((node) => node.start()));
+    if (!created) await this.#create();
+    await this.#untilOk();
+    return this;
+  }
+
+  /** Stops every node; their cluster state stays for `start()`. */
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.stop()));
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** Stops the nodes and deletes their cluster state. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+
+  /** Empties every node (FLUSHALL is per node in a cluster). */
+  async flush(): Promise<void> {
+    await Promise.all(this.nodes.map((node) => node.flush()));
+  }
+
+  async #create(): Promise<void> {
+    const { cli } = valkeyBinaries()!;
+    const auth = this.options.password ? ['-a', this.options.password, '--no-auth-warning'] : [];
+    const args = ['--cluster', 'create', ...this.nodes.map((n) => n.address), '--cluster-replicas', '0'];
+    const created = await run(cli, [...auth, ...args, '--cluster-yes']);
+    if (created.code !== 0) throw new Error(`${cli} --cluster create failed: ${created.output}`);
+  }
+
+  /** Waits until every node sees all slots served (cluster_state:ok). */
+  async #untilOk(timeoutMs = 30_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    const ok = async (node: Valkey) => (await node.send('CLUSTER', 'INFO')).includes('cluster_state:ok');
+    while (!(await Promise.all(this.nodes.map(ok))).every(Boolean)) {
+      if (Date.now() > until) throw new Error(`Valkey cluster on ${this.address} did not reach cluster_state:ok`);
+      await sleep(50);
+    }
+  }
+}
+
 export class DatastoreEmulator extends Service {
   protected command(): [string, string[]] {
     const binary = emulatorBinary();
@@ -165,6 +331,17 @@ export async function startMemcached(): Promise<Memcached> {
   return new Memcached(await freePort()).start();
 }
 
+/** A Valkey of its own for this caller (for tests that stop, pause or restart it). */
+export async function startValkey(options: ValkeyOptions = {}): Promise<Valkey> {
+  return new Valkey(await freePort(), options).start();
+}
+
+/** A Valkey cluster of its own for this caller (three nodes; about a second and a half to start). */
+export async function startValkeyCluster(options: { password?: string } = {}): Promise<ValkeyCluster> {
+  const ports = [await freePort(), await freePort(), await freePort()];
+  return new ValkeyCluster(ports, options).start();
+}
+
 export async function startDatastoreEmulator(): Promise<DatastoreEmulator> {
   return new DatastoreEmulator(await freePort()).start(60_000);
 }
@@ -180,6 +357,24 @@ export async function sharedMemcached(): Promise<Memcached> {
   return sharedMemcachedInstance;
 }
 let sharedMemcachedInstance: Promise<Memcached> | undefined;
+
+/** The run's shared standalone Valkey (see `sharedMemcached`). */
+export async function sharedValkey(): Promise<Valkey> {
+  const given = process.env['TEST_VALKEY'];
+  if (given) return new Valkey(Number(given.split(':')[1]));
+  sharedValkeyInstance ??= startValkey();
+  return sharedValkeyInstance;
+}
+let sharedValkeyInstance: Promise<Valkey> | undefined;
+
+/** The run's shared Valkey cluster (see `sharedMemcached`); TEST_VALKEY_CLUSTER lists its nodes. */
+export async function sharedValkeyCluster(): Promise<ValkeyCluster> {
+  const given = process.env['TEST_VALKEY_CLUSTER'];
+  if (given) return new ValkeyCluster(given.split(',').map((address) => Number(address.split(':')[1])));
+  sharedClusterInstance ??= startValkeyCluster();
+  return sharedClusterInstance;
+}
+let sharedClusterInstance: Promise<ValkeyCluster> | undefined;
 
 /** The run's shared Datastore emulator (see `sharedMemcached`). */
 export async function sharedDatastoreEmulator(): Promise<DatastoreEmulator> {
@@ -269,6 +464,61 @@ export function memcachedCommand(port: number, command: string): Promise<string>
       }
     });
     socket.once('error', reject);
+  });
+}
+
+/**
+ * Sends one command to a Valkey (RESP, plain TCP, after AUTH when a password is given) and
+ * resolves with its reply: a status, integer or bulk string as text; an error reply rejects.
+ */
+export function valkeyCommand(port: number, args: string[], password?: string): Promise<string> {
+  const encode = (parts: string[]) =>
+    `*${parts.length}\r\n` + parts.map((part) => `$${Buffer.byteLength(part)}\r\n${part}\r\n`).join('');
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write((password ? encode(['AUTH', password]) : '') + encode(args));
+    });
+    let replies = password ? 2 : 1;
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      for (;;) {
+        const reply = parseReply(buffered);
+        if (!reply) return;
+        buffered = buffered.subarray(reply.length);
+        if (--replies > 0 && !reply.error) continue;
+        socket.destroy();
+        if (reply.error) reject(new Error(reply.text));
+        else resolve(reply.text);
+        return;
+      }
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** One RESP reply at the start of `data` (not arrays: the commands above send none back). */
+function parseReply(data: Buffer): { text: string; error: boolean; length: number } | undefined {
+  const end = data.indexOf('\r\n');
+  if (end < 0) return undefined;
+  const line = data.subarray(1, end).toString();
+  const type = String.fromCharCode(data[0]!);
+  if (type !== '$') return { text: line, error: type === '-', length: end + 2 };
+  const size = Number(line);
+  if (size < 0) return { text: '', error: false, length: end + 2 };
+  if (data.length < end + 2 + size + 2) return undefined;
+  return { text: data.subarray(end + 2, end + 2 + size).toString(), error: false, length: end + 2 + size + 2 };
+}
+
+/** Runs a command to its end; resolves with its exit code and output. */
+function run(command: string, args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.on('error', (error) => resolve({ code: null, output: String(error) }));
+    child.on('exit', (code) => resolve({ code, output }));
   });
 }
 

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../../src/app/config.js';
+import { TOMBSTONE_SUFFIX } from '../../src/gaesession/cache.js';
 import { MAX_KEY_BYTES } from '../../src/gaesession/memcache.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -25,6 +26,7 @@ describe('configuration', () => {
     assert.deepEqual(config.memcache.servers, ['127.0.0.1:11211']);
     assert.equal(config.memcache.username, '');
     assert.equal(config.memcache.password, '');
+    assert.deepEqual(config.valkey, { url: 'redis://127.0.0.1:6379', cluster: false });
     assert.equal(config.datastore, 'sync');
     assert.equal(config.datastoreKind, 'sess_');
     assert.equal(config.keyPrefix, '');
@@ -63,13 +65,13 @@ describe('configuration', () => {
   });
 
   describe('SESSION_STORE', () => {
-    it('takes memory, memcache or datastore', () => {
-      for (const store of ['memory', 'memcache', 'datastore'] as const) {
+    it('takes memory, memcache, valkey or datastore', () => {
+      for (const store of ['memory', 'memcache', 'valkey', 'datastore'] as const) {
         assert.equal(loadConfig({ SESSION_STORE: store }).store, store);
       }
     });
     it('refuses an unknown store', () => {
-      for (const bad of ['redis', 'Memory', 'memcached']) refuses('SESSION_STORE', bad);
+      for (const bad of ['redis', 'Memory', 'memcached', 'Valkey']) refuses('SESSION_STORE', bad);
     });
   });
 
@@ -91,6 +93,57 @@ describe('configuration', () => {
     const config = loadConfig({ MEMCACHE_USERNAME: 'user', MEMCACHE_PASSWORD: 'p@ss word' });
     assert.equal(config.memcache.username, 'user');
     assert.equal(config.memcache.password, 'p@ss word');
+  });
+
+  describe('VALKEY_URL', () => {
+    it('takes a redis:// or rediss:// URL, with AUTH credentials and a port or not', () => {
+      for (const url of [
+        'redis://10.0.0.3:6379',
+        'rediss://10.0.0.3:6378',
+        'redis://valkey.internal',
+        'rediss://default:p%40ss@valkey.internal:6379',
+        'redis://:only-a-password@127.0.0.1:65535/',
+        'redis://[::1]:6379',
+      ]) {
+        assert.equal(loadConfig({ VALKEY_URL: url }).valkey.url, url);
+      }
+    });
+    it('refuses another scheme, no host, a bad port, a path, or no URL at all', () => {
+      for (const bad of [
+        '10.0.0.3:6379',
+        'localhost',
+        'http://10.0.0.3:6379',
+        'valkey://10.0.0.3',
+        'redis:10.0.0.3',
+        'redis://:6379',
+        'redis:///path',
+        'redis://host:0',
+        'redis://host:65536',
+        'redis://host:port',
+        'redis://host/0',
+        'redis://host?tls=true',
+        'redis://a b:6379',
+      ]) {
+        refuses('VALKEY_URL', bad);
+      }
+    });
+    it('never repeats the password in its message', () => {
+      assert.throws(
+        () => loadConfig({ VALKEY_URL: 'redis://user:hunter2@host/1' }),
+        (error: unknown) => error instanceof ConfigError && !error.message.includes('hunter2'),
+      );
+    });
+  });
+
+  describe('VALKEY_CLUSTER', () => {
+    it('takes true or false (default false)', () => {
+      assert.equal(loadConfig({ VALKEY_CLUSTER: 'true' }).valkey.cluster, true);
+      assert.equal(loadConfig({ VALKEY_CLUSTER: 'false' }).valkey.cluster, false);
+      assert.equal(loadConfig({ VALKEY_CLUSTER: '' }).valkey.cluster, false);
+    });
+    it('refuses anything else', () => {
+      for (const bad of ['yes', '1', 'TRUE', 'cluster']) refuses('VALKEY_CLUSTER', bad);
+    });
   });
 
   describe('SESSION_DATASTORE', () => {
@@ -118,14 +171,17 @@ describe('configuration', () => {
   });
 
   describe('SESSION_KEY_PREFIX', () => {
-    it('takes a prefix that leaves room for the ID in a memcache key', () => {
+    // The longest key made from an ID is the tombstone: prefix + 24-character ID + ':ended'.
+    const room = MAX_KEY_BYTES - 24 - TOMBSTONE_SUFFIX.length;
+    it('takes a prefix that leaves room for the ID and the tombstone suffix in a memcache key', () => {
+      assert.equal(room, 220);
       assert.equal(loadConfig({ SESSION_KEY_PREFIX: 'myapp:sess:' }).keyPrefix, 'myapp:sess:');
-      const longest = 'p'.repeat(MAX_KEY_BYTES - 24);
+      const longest = 'p'.repeat(room);
       assert.equal(loadConfig({ SESSION_KEY_PREFIX: longest }).keyPrefix, longest);
     });
     it('refuses one that leaves no room, or holds spaces or control characters', () => {
-      refuses('SESSION_KEY_PREFIX', 'p'.repeat(MAX_KEY_BYTES - 23));
-      refuses('SESSION_KEY_PREFIX', 'é'.repeat(114)); // 228 bytes in UTF-8
+      refuses('SESSION_KEY_PREFIX', 'p'.repeat(room + 1));
+      refuses('SESSION_KEY_PREFIX', 'é'.repeat(111)); // 222 bytes in UTF-8
       refuses('SESSION_KEY_PREFIX', 'my app:');
       refuses('SESSION_KEY_PREFIX', 'tab\t');
       refuses('SESSION_KEY_PREFIX', 'nul\u0000');
@@ -247,6 +303,8 @@ describe('configuration', () => {
     const cases: Record<string, string>[] = [
       { SESSION_STORE: 'redis' },
       { PORT: 'eighty' },
+      { VALKEY_URL: 'http://10.0.0.3' },
+      { VALKEY_CLUSTER: 'maybe' },
       { SESSION_TIMEOUT_SECONDS: '-1' },
       { SESSION_KEY_PREFIX: 'x'.repeat(300) },
       { SESSION_COOKIE_SECURE: 'yes' },

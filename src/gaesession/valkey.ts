@@ -1,0 +1,321 @@
+import { Cluster, Redis, type ClientContext, type RedisOptions, type Result } from 'iovalkey';
+import { logId, silentLogger, type Logger } from '../session/logger.js';
+import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
+import {
+  OWNER_PREFIX,
+  TOMBSTONE_SUFFIX,
+  type CachedItem,
+  type CacheToken,
+  type CacheWriteResult,
+  type SessionCache,
+} from './cache.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { ITEM_OVERHEAD_BYTES, MAX_ITEM_BYTES } from './memcache.js';
+
+/** A standalone Valkey client or a cluster client: the tier uses only what both offer. */
+export type ValkeyClient = Redis | Cluster;
+
+export interface ValkeyClientOptions {
+  /**
+   * `redis://` or `rediss://` (TLS), with `user:password@` for AUTH; with a cluster, its
+   * discovery endpoint. A private CA (Memorystore's server CA) is trusted through Node's
+   * NODE_EXTRA_CA_CERTS, which Node reads at start-up: TLS verification is never turned off.
+   */
+  url: string;
+  /** A cluster-mode instance (Memorystore for Valkey's default): keys are routed by slot. */
+  cluster: boolean;
+  /** Time one command may take, in ms (default 1000). */
+  commandTimeoutMs?: number | undefined;
+}
+
+/**
+ * The one Valkey client of the process. Nothing waits for a connection that is not there: no
+ * offline queue (a call while disconnected fails at once), no resending after a reconnect,
+ * and a timeout on every command; the client reconnects by itself in the background. The
+ * constructor does not wait either, so a Valkey that is down or hangs never delays start-up.
+ */
+export function createValkeyClient(options: ValkeyClientOptions): ValkeyClient {
+  const endpoint = new URL(options.url);
+  const timeout = options.commandTimeoutMs ?? 1000;
+  const node: RedisOptions = {
+    ...(endpoint.username ? { username: decodeURIComponent(endpoint.username) } : {}),
+    ...(endpoint.password ? { password: decodeURIComponent(endpoint.password) } : {}),
+    // The host name is checked against the certificate as usual.
+    ...(endpoint.protocol === 'rediss:' ? { tls: {} } : {}),
+    commandTimeout: timeout,
+    connectTimeout: timeout,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    retryStrategy: (attempt: number) => Math.min(50 * attempt, 500),
+    // disconnect() gives a socket this long to close before destroying it, on a timer that
+    // holds the process open even when the socket is long gone (2 s by default): shutdown waits.
+    disconnectTimeout: 100,
+  };
+  const host = endpoint.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(endpoint.port || 6379);
+  // Connection errors also reach every caller as a rejected call; the tier logs each outage once.
+  const ignore = (): void => {};
+  if (!options.cluster) {
+    const client = new Redis({ ...node, host, port });
+    client.on('error', ignore);
+    return client;
+  }
+  // The discovery endpoint answers CLUSTER SLOTS; every node it names gets the same TLS and
+  // credentials (redisOptions).
+  const client = new Cluster([{ host, port }], {
+    redisOptions: node,
+    enableOfflineQueue: false,
+    slotsRefreshTimeout: timeout,
+    clusterRetryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
+  });
+  client.on('error', ignore);
+  client.on('node error', ignore);
+  return client;
+}
+
+/**
+ * Compare-and-set: stores ARGV[2] with a TTL of ARGV[3] only if the key still holds the bytes
+ * ARGV[1] that the reader got. 1 stored, -1 another value is there, 0 the key is gone.
+ */
+const REPLACE = `
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if current ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1`;
+
+/** Compare-and-delete: 1 deleted, -1 another value is there, 0 nothing to delete. */
+const DELETE_IF = `
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if current ~= ARGV[1] then return -1 end
+redis.call('DEL', KEYS[1])
+return 1`;
+
+/**
+ * Adds a member to an owner's index and makes the index live at least ARGV[2] seconds more.
+ * Never shortens it: a session added earlier may outlive the one added now, and must stay
+ * findable by "log out everywhere" (TTL is -1 for the set SADD just created).
+ */
+const ADD_OWNED = `
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1`;
+
+// The scripts, as client commands: defineCommand sends EVALSHA and falls back to EVAL when
+// the server has not seen the script (NOSCRIPT, as after a restart or on a new cluster node).
+declare module 'iovalkey' {
+  interface RedisCommander<Context extends ClientContext = { type: 'default' }> {
+    gaesessionReplace(key: string, token: Buffer, value: Buffer, ttlSeconds: number): Result<number, Context>;
+    gaesessionDeleteIf(key: string, token: Buffer): Result<number, Context>;
+    gaesessionAddOwned(key: string, id: string, ttlSeconds: number): Result<number, Context>;
+  }
+}
+
+export interface ValkeyCacheOptions {
+  /** The client from `createValkeyClient`; the cache owns it from now on (close() quits it). */
+  client: ValkeyClient;
+  keyPrefix?: string | undefined;
+  /** The whole time a call may take, in ms (default 1000), whatever the client does. */
+  callTimeoutMs?: number | undefined;
+  /** After a failure, calls fail at once for this long (ms, default 3000) instead of each waiting. */
+  openMs?: number | undefined;
+  logger?: Logger | undefined;
+  /** The clock (epoch ms) of the circuit breaker, for tests. */
+  now?: (() => number) | undefined;
+  /** Called when Valkey answers again after an outage. */
+  onRecovered?: (() => void) | undefined;
+}
+
+/**
+ * The Valkey cache tier. Each session is one string key holding the session's bytes, with the
+ * session's remaining lifetime as its TTL; the bytes themselves are the token of conditional
+ * writes, compared on the server by a script. Every command touches one key, so a cluster
+ * never sees a cross-slot request.
+ */
+export class ValkeyCache implements SessionCache {
+  readonly name = 'Valkey';
+  readonly #client: ValkeyClient;
+  readonly #prefix: string;
+  readonly #callTimeoutMs: number;
+  readonly #breaker: CircuitBreaker;
+  #roundTrips = 0;
+
+  constructor(options: ValkeyCacheOptions) {
+    this.#client = options.client;
+    this.#prefix = options.keyPrefix ?? '';
+    this.#callTimeoutMs = options.callTimeoutMs ?? 1000;
+    this.#breaker = new CircuitBreaker({
+      backend: 'Valkey',
+      openMs: options.openMs,
+      logger: options.logger ?? silentLogger,
+      now: options.now,
+      onRecovered: options.onRecovered,
+    });
+    this.#client.defineCommand('gaesessionReplace', { numberOfKeys: 1, lua: REPLACE });
+    this.#client.defineCommand('gaesessionDeleteIf', { numberOfKeys: 1, lua: DELETE_IF });
+    this.#client.defineCommand('gaesessionAddOwned', { numberOfKeys: 1, lua: ADD_OWNED });
+  }
+
+  get roundTrips(): number {
+    return this.#roundTrips;
+  }
+
+  /** The key of a session. */
+  key(id: string): string {
+    return this.#prefix + id;
+  }
+
+  /** The key that marks an ended session ID. */
+  tombstoneKey(id: string): string {
+    return this.#prefix + id + TOMBSTONE_SUFFIX;
+  }
+
+  /** The key of an owner's index (a set of session IDs). ':' is not base64url: no ID collides. */
+  ownerKey(owner: string): string {
+    return this.#prefix + OWNER_PREFIX + owner;
+  }
+
+  async read(id: string, ttlSeconds: number): Promise<CachedItem | undefined> {
+    const key = this.key(id);
+    const value = await this.#call('GETEX', id, () => this.#client.getexBuffer(key, 'EX', seconds(ttlSeconds)));
+    return value ? { value, token: value } : undefined;
+  }
+
+  async get(id: string): Promise<Buffer | undefined> {
+    const key = this.key(id);
+    return (await this.#call('GET', id, () => this.#client.getBuffer(key))) ?? undefined;
+  }
+
+  async expire(id: string, ttlSeconds: number): Promise<void> {
+    const key = this.key(id);
+    // EXPIRE with 0 or less deletes the key: a session past its deadline is gone at once.
+    await this.#call('EXPIRE', id, () => this.#client.expire(key, Math.ceil(ttlSeconds)));
+  }
+
+  async add(id: string, value: Buffer, ttlSeconds: number): Promise<CacheToken | undefined> {
+    const key = this.#checked(id, value);
+    const reply = await this.#call('SET NX', id, () => this.#client.set(key, value, 'EX', seconds(ttlSeconds), 'NX'));
+    return reply === 'OK' ? value : undefined;
+  }
+
+  async replace(id: string, value: Buffer, ttlSeconds: number, token: CacheToken): Promise<CacheWriteResult> {
+    const key = this.#checked(id, value);
+    const reply = await this.#call('replace', id, () =>
+      this.#client.gaesessionReplace(key, token, value, seconds(ttlSeconds)),
+    );
+    if (reply === 1) return { status: 'stored', token: value };
+    return reply === 0 ? { status: 'gone' } : { status: 'conflict' };
+  }
+
+  async delete(id: string, token?: CacheToken): Promise<'deleted' | 'conflict' | 'absent'> {
+    const key = this.key(id);
+    if (!token) {
+      const count = await this.#call('DEL', id, () => this.#client.del(key));
+      return count > 0 ? 'deleted' : 'absent';
+    }
+    const reply = await this.#call('delete', id, () => this.#client.gaesessionDeleteIf(key, token));
+    if (reply === 1) return 'deleted';
+    return reply === 0 ? 'absent' : 'conflict';
+  }
+
+  async bury(id: string, ttlSeconds: number): Promise<void> {
+    const key = this.tombstoneKey(id);
+    await this.#call('SET', id, () => this.#client.set(key, '1', 'EX', seconds(ttlSeconds)));
+  }
+
+  async isBuried(id: string): Promise<boolean> {
+    const key = this.tombstoneKey(id);
+    return (await this.#call('EXISTS', id, () => this.#client.exists(key))) > 0;
+  }
+
+  async addOwned(owner: string, id: string, ttlSeconds: number): Promise<void> {
+    const key = this.ownerKey(owner);
+    await this.#call('add owned', id, () => this.#client.gaesessionAddOwned(key, id, seconds(ttlSeconds)));
+  }
+
+  async listOwned(owner: string): Promise<string[]> {
+    const key = this.ownerKey(owner);
+    return this.#call('SMEMBERS', undefined, () => this.#client.smembers(key));
+  }
+
+  async removeOwned(owner: string, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const key = this.ownerKey(owner);
+    await this.#call('SREM', undefined, () => this.#client.srem(key, ...ids));
+  }
+
+  /** Quits politely if Valkey answers soon, then drops the connections and stops reconnecting. */
+  async close(): Promise<void> {
+    // Not connected (down, hung, reconnecting): there is nobody to say goodbye to.
+    if (this.#client.status === 'ready') {
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#callTimeoutMs)));
+      await Promise.race([this.#client.quit().catch(() => undefined), waited]);
+      clearTimeout(timer);
+    }
+    this.#client.disconnect();
+  }
+
+  /**
+   * The key of a session about to be written, after checking its size. Valkey would take 512 MB,
+   * but the memcache tier's 1 MB item limit applies here too, so that a session that one tier
+   * stores the other stores as well, and switching tiers changes no behaviour.
+   */
+  #checked(id: string, value: Buffer): string {
+    const key = this.key(id);
+    const limit = MAX_ITEM_BYTES - ITEM_OVERHEAD_BYTES - Buffer.byteLength(key);
+    if (value.length > limit) {
+      throw new SessionTooLargeError(
+        `session of ${value.length} bytes exceeds the cache item limit (${limit} bytes of value in a 1 MB item)`,
+      );
+    }
+    return key;
+  }
+
+  /** Sends one command, bounded in time; every failure becomes StoreUnavailableError. */
+  async #call<T>(operation: string, id: string | undefined, send: () => Promise<T>): Promise<T> {
+    // Within the window after a failure: fail at once (a rejection, as this is async).
+    this.#breaker.check();
+    this.#roundTrips++;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CallTimeout(this.#callTimeoutMs)), this.#callTimeoutMs);
+    });
+    try {
+      const result = await Promise.race([send(), deadline]);
+      this.#breaker.succeeded();
+      return result;
+    } catch (error) {
+      throw this.#failed(error, operation, id);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #failed(error: unknown, operation: string, id: string | undefined): StoreUnavailableError {
+    const message = error instanceof Error ? error.message : String(error);
+    const what = `Valkey ${operation}${id === undefined ? '' : ` of ${logId(id)}`}`;
+    // An error reply (out of memory, wrong type) means the server is there: no outage.
+    if (error instanceof Error && error.name === 'ReplyError') {
+      return new StoreUnavailableError(`${what} refused: ${message}`);
+    }
+    this.#breaker.failed(message, { operation, ...(id === undefined ? {} : { id: logId(id) }) });
+    // A connection that timed out may be half-open (a peer gone without a reset, which TCP
+    // notices only after minutes): replace it rather than wait on it again.
+    if (error instanceof CallTimeout || /timed out/i.test(message)) this.#client.disconnect(true);
+    return new StoreUnavailableError(`${what} failed: ${message}`);
+  }
+}
+
+class CallTimeout extends Error {
+  constructor(ms: number) {
+    super(`no answer within ${ms} ms`);
+  }
+}
+
+/** SET EX and GETEX EX refuse 0 and fractions: whole seconds, at least one. */
+function seconds(ttlSeconds: number): number {
+  return Math.max(1, Math.ceil(ttlSeconds));
+}
