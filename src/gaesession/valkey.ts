@@ -284,7 +284,7 @@ export class ValkeyCache implements SessionCache {
       timer = setTimeout(() => reject(new CallTimeout(this.#callTimeoutMs)), this.#callTimeoutMs);
     });
     try {
-      const result = await Promise.race([send(), deadline]);
+      const result = await Promise.race([this.#whenReady().then(send), deadline]);
       this.#breaker.succeeded();
       return result;
     } catch (error) {
@@ -292,6 +292,25 @@ export class ValkeyCache implements SessionCache {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Shared by every call waiting for the connection: one listener, however many calls. */
+  #ready: Promise<void> | undefined;
+
+  /**
+   * Resolves once the client is connected. With no offline queue a command sent while it
+   * connects (just after start-up, or reconnecting after a restart) would fail at once; this
+   * waits instead, within the call's own deadline.
+   */
+  #whenReady(): Promise<void> {
+    if (this.#client.status === 'ready') return Promise.resolve();
+    this.#ready ??= new Promise<void>((resolve) => {
+      this.#client.once('ready', () => {
+        this.#ready = undefined;
+        resolve();
+      });
+    });
+    return this.#ready;
   }
 
   #failed(error: unknown, operation: string, id: string | undefined): StoreUnavailableError {

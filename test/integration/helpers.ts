@@ -17,6 +17,7 @@ import { DatastoreTier, type DatastoreTierOptions } from '../../src/gaesession/d
 import { GaeStore, type GaeStoreOptions } from '../../src/gaesession/gae-store.js';
 import { createMemcacheClient, MemcacheCache, type MemcacheCacheOptions } from '../../src/gaesession/memcache.js';
 import { datastorePurge } from '../../src/gaesession/purge.js';
+import { createValkeyClient, ValkeyCache } from '../../src/gaesession/valkey.js';
 import { silentLogger, type LogFields, type Logger } from '../../src/session/logger.js';
 import type { Store } from '../../src/session/store.js';
 import {
@@ -125,8 +126,11 @@ export interface BackendOptions {
   gae?: Partial<GaeStoreOptions>;
 }
 
-/** A store built the way src/app/sessions.ts builds it, on the given memcached. */
-export function makeBackend(mode: StoreMode, cacheAddress: string | undefined, options: BackendOptions = {}): TestBackend {
+/** Where the cache tier is: a memcached address, or a Valkey URL (standalone or cluster). */
+export type CacheServer = string | { valkeyUrl: string; cluster: boolean };
+
+/** A store built the way src/app/sessions.ts builds it, on the given cache server. */
+export function makeBackend(mode: StoreMode, cacheAddress: CacheServer | undefined, options: BackendOptions = {}): TestBackend {
   const logger = options.logger ?? silentLogger;
   const datastore = mode === 'off' ? undefined : new Datastore({ projectId: PROJECT_ID });
   const tier =
@@ -140,8 +144,20 @@ export function makeBackend(mode: StoreMode, cacheAddress: string | undefined, o
     return { store, gae: undefined, cache: undefined, tier, close: () => store.close().then(closeClients) };
   }
   if (!cacheAddress) throw new Error('a cache store needs the cache server address');
-  const client = createMemcacheClient({ servers: [cacheAddress] });
-  const cache = new MemcacheCache({ client, keyPrefix: options.keyPrefix, logger, ...options.cache });
+  const cache: SessionCache =
+    typeof cacheAddress === 'string'
+      ? new MemcacheCache({
+          client: createMemcacheClient({ servers: [cacheAddress] }),
+          keyPrefix: options.keyPrefix,
+          logger,
+          ...options.cache,
+        })
+      : new ValkeyCache({
+          client: createValkeyClient({ url: cacheAddress.valkeyUrl, cluster: cacheAddress.cluster }),
+          keyPrefix: options.keyPrefix,
+          logger,
+          ...options.cache,
+        });
   const gae = new GaeStore({
     cache,
     datastore: tier,
@@ -174,12 +190,12 @@ export interface RunningApp {
 /** The demo app (src/app/app.ts) on the App Engine store, listening on a free port. */
 export async function startGaeApp(
   mode: StoreMode,
-  cacheAddress: string | undefined,
+  cacheAddress: CacheServer | undefined,
   env: Record<string, string> = {},
   options: BackendOptions = {},
 ): Promise<RunningApp> {
   const config = loadConfig({
-    SESSION_STORE: mode === 'datastore-only' ? 'datastore' : 'memcache',
+    SESSION_STORE: mode === 'datastore-only' ? 'datastore' : typeof cacheAddress === 'object' ? 'valkey' : 'memcache',
     SESSION_DATASTORE: mode === 'datastore-only' ? 'sync' : mode,
     PORT: '0',
     ...env,
