@@ -41,11 +41,12 @@ export async function start(env: Record<string, string | undefined> = process.en
  * An HTTP server whose connections cannot be held open for free. Behind App Engine only its
  * front end connects, and it reuses each connection for many requests:
  *
- * - keep-alive: Google's front ends keep an idle connection to a backend for 600 s (fixed,
- *   documented for Cloud Load Balancing; App Engine publishes no figure of its own). Closing it
- *   sooner races the front end reusing it: a request sent as the socket closes fails with a
- *   502. So the instance waits longer (620 s by default) and the front end closes first.
- *   Node's default, 5 s, causes exactly that race.
+ * - keep-alive: Google's front ends keep an idle connection to a backend for 600 s (fixed;
+ *   documented for Cloud Load Balancing, whose docs tell backends to wait longer; App Engine's
+ *   docs give no figure, so the same is assumed). Closing sooner races the front end reusing
+ *   the connection: a request sent as the socket closes fails with a 502. So the instance waits
+ *   longer (620 s by default) and the front end closes first. Node's default, 5 s, invites
+ *   exactly that race.
  * - a whole request (head and body) must arrive within the request timeout (30 s by default,
  *   Node's is 300 s): a client that dribbles its body or headers is answered 408 and cut off.
  *   Only receiving counts: a slow answer (the purge runs for minutes) is not cut.
