@@ -26,6 +26,8 @@ export interface Config {
   /** Most sessions the in-memory store holds before it drops the least recently used. */
   memoryMaxSessions: number;
   cookie: { name: string; maxAgeSeconds: number; secure: SecurePolicy };
+  /** How long a client may take to send a whole request, and how long an idle connection stays open. */
+  http: { requestTimeoutSeconds: number; keepAliveTimeoutSeconds: number };
   purgeDeadlineSeconds: number;
   /** How long shutdown waits for in-flight requests and pending writes. */
   shutdownGraceSeconds: number;
@@ -104,6 +106,16 @@ export function loadConfig(env: Env = process.env): Config {
       `SESSION_COOKIE_NAME must be a cookie token (letters, digits, !#$%&'*+-.^_\`|~), got "${cookieName}"`,
     );
   }
+  const cookieSecure = oneOf<SecurePolicy>('SESSION_COOKIE_SECURE', 'auto', ['auto', 'always', 'never']);
+  // Browsers drop a __Host- or __Secure- cookie set without Secure (the prefix is matched
+  // case-insensitively), and `auto` leaves Secure off over plain HTTP: the session would
+  // silently never stick. (The cookie is always Path=/ without Domain, as __Host- needs.)
+  const prefix = /^__(host|secure)-/i.exec(cookieName)?.[0];
+  if (prefix !== undefined && cookieSecure !== 'always') {
+    throw new ConfigError(
+      `SESSION_COOKIE_NAME "${cookieName}" has the ${prefix} prefix, which needs SESSION_COOKIE_SECURE=always (got "${cookieSecure}")`,
+    );
+  }
 
   // A year at most: longer is surely a mistake, and memcached's expiry field must hold it.
   const timeoutSeconds = integer('SESSION_TIMEOUT_SECONDS', 1800, 1, 365 * DAY);
@@ -135,7 +147,12 @@ export function loadConfig(env: Env = process.env): Config {
       name: cookieName,
       // Browsers cap Max-Age at 400 days.
       maxAgeSeconds: integer('SESSION_COOKIE_MAX_AGE_SECONDS', 2_592_000, 1, 400 * DAY),
-      secure: oneOf<SecurePolicy>('SESSION_COOKIE_SECURE', 'auto', ['auto', 'always', 'never']),
+      secure: cookieSecure,
+    },
+    http: {
+      requestTimeoutSeconds: integer('HTTP_REQUEST_TIMEOUT_SECONDS', 30, 1, 3600),
+      // Longer than the 600 s Google's front ends keep an idle connection to a backend (see server.ts).
+      keepAliveTimeoutSeconds: integer('HTTP_KEEP_ALIVE_TIMEOUT_SECONDS', 620, 1, 3600),
     },
     // App Engine ends a cron request after 10 minutes.
     purgeDeadlineSeconds: integer('PURGE_DEADLINE_SECONDS', 480, 1, 600),

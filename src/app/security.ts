@@ -37,12 +37,39 @@ export function rejectCrossSite(): RequestHandler {
 function isCrossSite(req: Request): boolean {
   const origin = req.headers['origin'];
   if (origin !== undefined) {
-    try {
-      return origin === 'null' || new URL(origin).host !== req.headers['host'];
-    } catch {
-      return true;
-    }
+    const own = ownOrigin(req);
+    return own === undefined || serializedOrigin(origin) !== own;
   }
   const site = req.headers['sec-fetch-site'];
   return site !== undefined && site !== 'same-origin' && site !== 'none';
+}
+
+const DEFAULT_PORTS: Record<string, string> = { 'http:': '80', 'https:': '443' };
+
+/**
+ * An origin as `scheme://host:port`, the port always written out, so `https://example.com`
+ * and `https://example.com:443` compare equal; undefined for anything that is not a plain
+ * origin (`null`, a path, credentials, garbage): browsers send exactly scheme, host and port.
+ */
+function serializedOrigin(text: string): string | undefined {
+  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#@\\]+$/i.test(text)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return undefined;
+  }
+  const port = url.port || DEFAULT_PORTS[url.protocol];
+  return url.hostname === '' || port === undefined ? undefined : `${url.protocol}//${url.hostname}:${port}`;
+}
+
+/**
+ * The origin this request was sent to: the scheme App Engine's front end reports in
+ * X-Forwarded-Proto (`req.protocol`, with trust proxy 1), the host and port from `Host`.
+ */
+function ownOrigin(req: Request): string | undefined {
+  const host = req.headers['host'];
+  // Only a bare host[:port]: a Host header with a path or credentials must not parse into a match.
+  if (host === undefined || !/^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i.test(host)) return undefined;
+  return serializedOrigin(`${req.protocol}://${host}`);
 }

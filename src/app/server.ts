@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import http, { type RequestListener, type Server } from 'node:http';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, onGoogleCloud } from './logging.js';
@@ -21,8 +21,15 @@ export async function start(env: Record<string, string | undefined> = process.en
     projectId: env['GOOGLE_CLOUD_PROJECT'],
   });
   const backend = createSessionBackend(config, logger);
-  const { app } = createApp({ config, store: backend.store, purge: backend.purge, storeDescription: backend.description, logger });
-  const server = app.listen(config.port);
+  const { app } = createApp({
+    config,
+    store: backend.store,
+    purge: backend.purge,
+    storeDescription: backend.description,
+    logger,
+  });
+  const server = createHttpServer(app, config.http);
+  server.listen(config.port);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
@@ -32,6 +39,42 @@ export async function start(env: Record<string, string | undefined> = process.en
   // Handlers first: whoever waits for the "listening" line may signal at once.
   stopOnSignals(server, backend, config.shutdownGraceSeconds, logger);
   logger.info(`listening on http://localhost:${port}/demo`, { port, sessions: backend.description });
+  return server;
+}
+
+/**
+ * An HTTP server whose connections cannot be held open for free. Behind App Engine only its
+ * front end connects, and it reuses each connection for many requests:
+ *
+ * - keep-alive: Google's front ends keep an idle connection to a backend for 600 s (fixed;
+ *   documented for Cloud Load Balancing, whose docs tell backends to wait longer; App Engine's
+ *   docs give no figure, so the same is assumed). Closing sooner races the front end reusing
+ *   the connection: a request sent as the socket closes fails with a 502. So the instance waits
+ *   longer (620 s by default) and the front end closes first. Node's default, 5 s, invites
+ *   exactly that race.
+ * - a whole request (head and body) must arrive within the request timeout (30 s by default,
+ *   Node's is 300 s): a client that dribbles its body or headers is answered 408 and cut off.
+ *   Only receiving counts: a slow answer (the purge runs for minutes) is not cut.
+ * - a connection that sends nothing at all is closed after the same time: Node's own header
+ *   timer starts only with a request's first byte.
+ *
+ * Node's header limits (16 KB, 2,000 headers) stay as they are.
+ */
+export function createHttpServer(listener: RequestListener, timeouts: Config['http']): Server {
+  const requestTimeout = timeouts.requestTimeoutSeconds * 1000;
+  const server = http.createServer(
+    {
+      requestTimeout,
+      headersTimeout: requestTimeout,
+      // How often Node looks for requests past their timeout (30 s by default).
+      connectionsCheckingInterval: Math.min(30_000, requestTimeout / 2),
+    },
+    listener,
+  );
+  server.keepAliveTimeout = timeouts.keepAliveTimeoutSeconds * 1000;
+  server.on('connection', (socket) => socket.setTimeout(requestTimeout));
+  // The request is in: from here Node's own timers (keep-alive, after the answer) apply.
+  server.on('request', (req: http.IncomingMessage) => req.socket.setTimeout(0));
   return server;
 }
 

@@ -176,6 +176,94 @@ describe('cross-site form posts', () => {
   });
 });
 
+describe('cross-site check compares the whole origin', () => {
+  let app: TestApp;
+  before(async () => (app = await startApp()));
+  after(() => app.close());
+
+  /** Status of a login POSTed with these headers (Host included: fetch cannot set it). */
+  async function loginStatus(headers: Record<string, string>): Promise<number> {
+    const body = 'username=ann&password=a';
+    const head = Object.entries({ Host: `127.0.0.1:${app.port}`, ...headers })
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('');
+    const { status } = await rawRequest(
+      app,
+      `POST /demo/login HTTP/1.1\r\n${head}Content-Type: application/x-www-form-urlencoded\r\n` +
+        `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    return status;
+  }
+
+  it('refuses an Origin with the right host but another scheme', async () => {
+    const sessions = app.memory.size;
+    for (const origin of [
+      `https://127.0.0.1:${app.port}`,
+      `ftp://127.0.0.1:${app.port}`,
+      `ws://127.0.0.1:${app.port}`,
+    ]) {
+      assert.equal(await loginStatus({ Origin: origin }), 403, `${origin} for a plain-HTTP request`);
+    }
+    // Over HTTPS (the front end says so), the plain-HTTP origin of the same host is another origin.
+    assert.equal(await loginStatus({ Origin: `http://127.0.0.1:${app.port}`, ...HTTPS }), 403);
+    assert.equal(app.memory.size, sessions, 'no session created');
+  });
+
+  it('refuses an Origin with another port, including a default port the request did not use', async () => {
+    assert.equal(await loginStatus({ Origin: 'http://127.0.0.1' }), 403);
+    assert.equal(await loginStatus({ Host: 'example.com', Origin: 'http://example.com:8080' }), 403);
+    assert.equal(await loginStatus({ Host: 'example.com:8443', Origin: 'https://example.com', ...HTTPS }), 403);
+  });
+
+  it('refuses Origin: null and origins that are not scheme://host[:port]', async () => {
+    for (const origin of [
+      'null',
+      `http://127.0.0.1:${app.port}/`,
+      `http://127.0.0.1:${app.port}/demo`,
+      `http://user@127.0.0.1:${app.port}`,
+      `http://127.0.0.1:${app.port}, http://127.0.0.1:${app.port}`,
+    ]) {
+      assert.equal(await loginStatus({ Origin: origin }), 403, origin);
+    }
+  });
+
+  it('accepts the same origin written with or without its default port, in any letter case', async () => {
+    const cases: [string, Record<string, string>][] = [
+      ['https, Host with :443', { Host: 'example.com:443', Origin: 'https://example.com', ...HTTPS }],
+      ['https, Origin with :443', { Host: 'example.com', Origin: 'https://example.com:443', ...HTTPS }],
+      ['http, Host with :80', { Host: 'example.com:80', Origin: 'http://example.com' }],
+      ['http, other port', { Host: `127.0.0.1:${app.port}`, Origin: `http://127.0.0.1:${app.port}` }],
+      ['letter case', { Host: 'Example.COM', Origin: 'https://example.com', ...HTTPS }],
+      ['IPv6', { Host: '[::1]:8443', Origin: 'https://[::1]:8443', ...HTTPS }],
+    ];
+    for (const [what, headers] of cases) assert.equal(await loginStatus(headers), 303, what);
+  });
+
+  it('still falls back to Sec-Fetch-Site when there is no Origin', async () => {
+    assert.equal(await loginStatus({ 'Sec-Fetch-Site': 'same-site' }), 403);
+    assert.equal(await loginStatus({ 'Sec-Fetch-Site': 'same-origin' }), 303);
+  });
+});
+
+describe('a __Host- session cookie', () => {
+  it('is set with Secure, Path=/ and no Domain, and carries the session', async () => {
+    const name = '__Host-sessid';
+    const app = await startApp({ env: { SESSION_COOKIE_NAME: name, SESSION_COOKIE_SECURE: 'always' } });
+    try {
+      const response = await post(app, '/demo/login', { username: 'ann', password: 'a' }, HTTPS);
+      assert.equal(response.status, 303);
+      const cookie = sessionCookieOf(response, name);
+      assert.equal(cookie.attributes.has('secure'), true);
+      assert.equal(cookie.attributes.get('path'), '/');
+      assert.equal(cookie.attributes.has('domain'), false);
+      const page = await get(app, '/demo', { ...HTTPS, Cookie: `${name}=${cookie.value}` });
+      assert.equal(testId(await page.text(), 'user-name'), 'ann');
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('hostile input', () => {
   let app: TestApp;
   before(async () => (app = await startApp()));

@@ -78,6 +78,47 @@ describe('purge of expired sessions from Datastore', { skip }, () => {
     }
   });
 
+  it('runs once at a time: four concurrent calls report each of 2,000 deletions exactly once', async () => {
+    await seed(2000, 10);
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => purgeExpired({ datastore, deadline: Date.now() + 60_000 })),
+    );
+    assert.equal(
+      results.reduce((sum, result) => sum + result.deleted, 0),
+      2000,
+      JSON.stringify(results),
+    );
+    assert.ok(
+      results.every((result) => result.completed),
+      JSON.stringify(results),
+    );
+    assert.equal((await remaining()).length, 10);
+    // Once that run is over, the next call runs again (and finds nothing).
+    assert.deepEqual(await purgeExpired({ datastore, deadline: Date.now() + 60_000 }), { completed: true, deleted: 0 });
+  });
+
+  it('answers concurrent cron requests with true counts', async () => {
+    await seed(1200, 3);
+    const app = await startGaeApp('datastore-only', undefined);
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 4 }, () => request(app.base, '/demo/purge', { headers: { 'X-Appengine-Cron': 'true' } })),
+      );
+      const results = replies.map((reply) => {
+        assert.equal(reply.status, 200, reply.body);
+        return JSON.parse(reply.body) as { completed: boolean; deleted: number };
+      });
+      assert.equal(
+        results.reduce((sum, result) => sum + result.deleted, 0),
+        1200,
+        JSON.stringify(results),
+      );
+      assert.equal((await remaining()).length, 3);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('fails (and does not loop) when Datastore is unreachable', async () => {
     const saved = process.env['DATASTORE_EMULATOR_HOST'];
     process.env['DATASTORE_EMULATOR_HOST'] = '127.0.0.1:1';

@@ -192,6 +192,8 @@ describe('configuration', () => {
     ['SESSION_TIMEOUT_SECONDS', (c) => c.timeoutSeconds, 1800, 365 * 86400],
     ['SESSION_COOKIE_MAX_AGE_SECONDS', (c) => c.cookie.maxAgeSeconds, 2_592_000, 400 * 86400],
     ['PURGE_DEADLINE_SECONDS', (c) => c.purgeDeadlineSeconds, 480, 600],
+    ['HTTP_REQUEST_TIMEOUT_SECONDS', (c) => c.http.requestTimeoutSeconds, 30, 3600],
+    ['HTTP_KEEP_ALIVE_TIMEOUT_SECONDS', (c) => c.http.keepAliveTimeoutSeconds, 620, 3600],
   ] as const satisfies readonly (readonly [string, (c: ReturnType<typeof loadConfig>) => number, number, number])[]) {
     describe(variable, () => {
       it(`takes a whole number from 1 to ${max} (default ${fallback})`, () => {
@@ -261,10 +263,31 @@ describe('configuration', () => {
 
   describe('SESSION_COOKIE_NAME', () => {
     it('takes a cookie token', () => {
-      assert.equal(loadConfig({ SESSION_COOKIE_NAME: '__Host-sid' }).cookie.name, '__Host-sid');
+      assert.equal(loadConfig({ SESSION_COOKIE_NAME: 'my-app.sid' }).cookie.name, 'my-app.sid');
     });
     it('refuses characters a cookie name cannot hold', () => {
       for (const bad of ['my session', 'a=b', 'a;b', 'a,b', 'sess"id', 'sessión']) refuses('SESSION_COOKIE_NAME', bad);
+    });
+    it('takes a __Host- or __Secure- name with SESSION_COOKIE_SECURE=always', () => {
+      for (const name of ['__Host-sessid', '__Secure-sessid', '__host-sessid']) {
+        const config = loadConfig({ SESSION_COOKIE_NAME: name, SESSION_COOKIE_SECURE: 'always' });
+        assert.deepEqual([config.cookie.name, config.cookie.secure], [name, 'always']);
+      }
+    });
+    it('refuses a __Host- or __Secure- name without SESSION_COOKIE_SECURE=always: browsers would drop the cookie', () => {
+      // Browsers match the prefixes case-insensitively.
+      for (const name of ['__Host-sessid', '__Secure-sessid', '__HOST-sessid', '__secure-x']) {
+        for (const secure of [{}, { SESSION_COOKIE_SECURE: 'auto' }, { SESSION_COOKIE_SECURE: 'never' }]) {
+          assert.throws(
+            () => loadConfig({ SESSION_COOKIE_NAME: name, ...secure }),
+            (error: unknown) =>
+              error instanceof ConfigError &&
+              error.message.includes('SESSION_COOKIE_NAME') &&
+              error.message.includes('SESSION_COOKIE_SECURE=always'),
+            `${name} with ${JSON.stringify(secure)}`,
+          );
+        }
+      }
     });
   });
 
@@ -309,6 +332,8 @@ describe('configuration', () => {
       { SESSION_KEY_PREFIX: 'x'.repeat(300) },
       { SESSION_COOKIE_SECURE: 'yes' },
       { SESSION_MAX_LIFETIME_SECONDS: '10' },
+      { SESSION_COOKIE_NAME: '__Host-sessid' },
+      { HTTP_REQUEST_TIMEOUT_SECONDS: '0' },
     ];
     await Promise.all(
       cases.map(async (bad) => {
