@@ -70,12 +70,20 @@ describe('App Engine configuration, parsed by the Cloud SDK', { skip: sdkMissing
     assert.ok(typeof max === 'number' && max >= 1 && max <= 10, String(max));
   });
 
-  it('sets env_variables the app accepts: memcache with a synchronous Datastore backup', () => {
+  it('sets env_variables the app accepts: Valkey over TLS (cluster mode) with a synchronous Datastore backup', () => {
     const env = parsed().app?.env_variables ?? {};
     const config = loadConfig({ ...env, PORT: '8080' });
-    assert.equal(config.store, 'memcache');
+    assert.equal(config.store, 'valkey');
     assert.equal(config.datastore, 'sync');
-    assert.deepEqual(config.memcache.servers, [env['MEMCACHE_SERVERS']]);
+    assert.deepEqual(config.valkey, { url: env['VALKEY_URL'], cluster: true });
+    // In-transit encryption, with the instance's CA given to Node from a file deployed with the app.
+    assert.match(env['VALKEY_URL'] ?? '', /^rediss:\/\//);
+    const ca = env['NODE_EXTRA_CA_CERTS'] ?? '';
+    assert.ok(ca !== '' && !path.isAbsolute(ca), 'NODE_EXTRA_CA_CERTS names a file relative to the app root');
+    assert.doesNotMatch(ca, /\.(pem|key)$/, '.gcloudignore leaves *.pem and *.key out of the upload');
+    // A __Host- cookie is refused by browsers unless it is Secure.
+    assert.equal(config.cookie.name, '__Host-sessid');
+    assert.equal(config.cookie.secure, 'always');
   });
 
   it('schedules the purge every 30 minutes, at a URL the app handles', () => {

@@ -111,6 +111,7 @@ describe('the App Engine build', { skip: listerMissing() }, () => {
       'src/app/server.ts',
       'views/demo.ejs',
       'public/style.css',
+      'certs/memorystore-ca.crt', // the Memorystore CA that app.yaml's NODE_EXTRA_CA_CERTS names
     ];
     const left = [
       'node_modules/express/index.js',
