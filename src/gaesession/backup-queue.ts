@@ -3,7 +3,7 @@ import type { SessionRecord } from '../session/record.js';
 
 export interface BackupQueueOptions {
   /** Writes one session's state to Datastore (the store's version-checked backup). */
-  write: (record: SessionRecord, isNew: boolean) => Promise<unknown>;
+  write: (record: SessionRecord) => Promise<unknown>;
   /** Least time between two writes of one session, in ms (default 2000). */
   intervalMs?: number | undefined;
   /** Attempts per state before it is given up and logged as lost (default 3). */
@@ -14,7 +14,7 @@ export interface BackupQueueOptions {
 
 /** One session's backups: at most one state waiting, and at most one write running. */
 interface Lane {
-  waiting: { record: SessionRecord; isNew: boolean; attempt: number } | undefined;
+  waiting: { record: SessionRecord; attempt: number } | undefined;
   timer: NodeJS.Timeout | undefined;
   running: Promise<void> | undefined;
   lastStart: number;
@@ -57,7 +57,7 @@ export class BackupQueue {
     return this.#lanes.get(id)?.waiting?.record;
   }
 
-  enqueue(record: SessionRecord, isNew: boolean): void {
+  enqueue(record: SessionRecord): void {
     let lane = this.#lanes.get(record.id);
     if (!lane) {
       lane = { waiting: undefined, timer: undefined, running: undefined, lastStart: 0 };
@@ -65,7 +65,7 @@ export class BackupQueue {
     }
     const earlier = lane.waiting;
     if (!earlier || record.version >= earlier.record.version) {
-      lane.waiting = { record, isNew: isNew || (earlier?.isNew ?? false), attempt: 1 };
+      lane.waiting = { record, attempt: 1 };
     }
     this.#schedule(record.id, lane);
   }
@@ -118,7 +118,7 @@ export class BackupQueue {
     }
     lane.waiting = undefined;
     lane.lastStart = this.#now();
-    lane.running = this.#write(job.record, job.isNew).then(
+    lane.running = this.#write(job.record).then(
       () => {},
       (error: unknown) => {
         const fields = { sessionId: logId(id), attempt: job.attempt, error: String(error) };

@@ -59,7 +59,7 @@ export class DatastoreTier {
   readonly #now: () => number;
   /** Per RPC: a short deadline and few retries, so the operation's budget is not spent in one call. */
   readonly gax: CallOptions;
-  /** Entity reads (lookups, transactional ones included), for tests and benchmarks. */
+  /** Entity reads (lookups, transactional ones included) and queries, for tests and benchmarks. */
   reads = 0;
   /** Entity writes and deletes committed, for tests and benchmarks. */
   writes = 0;
@@ -176,6 +176,7 @@ export class DatastoreTier {
   /** The live sessions of an owner: one query on the `own` index (no composite index needed). */
   async owned(owner: string): Promise<SessionRecord[]> {
     const entities = await this.bounded('query', async () => {
+      this.reads++;
       const query = this.datastore.createQuery(this.kind).filter(new PropertyFilter('own', '=', owner));
       const [found] = await this.datastore.runQuery(query, { gaxOptions: this.gax });
       return found as SessionEntity[];

@@ -69,7 +69,8 @@ export class GaeStore implements Store {
     const datastore = this.#datastore;
     if (datastore && options.datastoreWrites === 'async') {
       this.#queue = new BackupQueue({
-        write: (record, isNew) => this.#backupNow(datastore, record, isNew),
+        // Even a new session's backup checks for a tombstone: it may land after a logout.
+        write: (record) => this.#backupNow(datastore, record, false),
         intervalMs: options.asyncIntervalMs,
         logger: this.#logger,
         now: this.#now,
@@ -150,8 +151,8 @@ export class GaeStore implements Store {
     return 'removed';
   }
 
-  owned(owner: string): Promise<SessionRecord[]> {
-    return this.#owners.list(owner);
+  owned(owner: string, known?: SessionRecord): Promise<SessionRecord[]> {
+    return this.#owners.list(owner, known);
   }
 
   /** Writes pending asynchronous backups (within the grace period). The app closes the clients it made. */
@@ -255,7 +256,7 @@ export class GaeStore implements Store {
     const datastore = this.#datastore;
     if (!datastore) return;
     if (this.#queue) {
-      this.#queue.enqueue(record, isNew);
+      this.#queue.enqueue(record);
       return;
     }
     // With Datastore down (the breaker open), the cache holds the session: no wait per request.

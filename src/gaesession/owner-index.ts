@@ -41,8 +41,8 @@ export class OwnerIndex {
     await this.#cache.addOwned(owner, record.id, record.lifetime);
   }
 
-  /** The live sessions of an owner. */
-  async list(owner: string): Promise<SessionRecord[]> {
+  /** The live sessions of an owner; `known` (live, held by the caller) is not read again. */
+  async list(owner: string, known?: SessionRecord): Promise<SessionRecord[]> {
     let ids: string[];
     try {
       ids = await this.#cache.listOwned(owner);
@@ -51,7 +51,7 @@ export class OwnerIndex {
       return this.#datastore.owned(owner);
     }
     if (ids.length === 0) return this.#datastore ? this.#datastore.owned(owner) : [];
-    const found = await Promise.all(ids.map((id) => this.#live(id)));
+    const found = await Promise.all(ids.map((id) => (id === known?.id ? known : this.#live(id))));
     const live = found.filter((record) => record !== undefined);
     const ended = ids.filter((_, i) => found[i] === undefined);
     if (ended.length > 0) await this.#cache.removeOwned(owner, ended).catch(() => undefined);

@@ -142,7 +142,7 @@ export class CookieManager {
 
   /** The live sessions of an owner (the key given to `create`), most recently used first. */
   async sessionsOf(owner: string, current?: SessionDraft): Promise<SessionSummary[]> {
-    const records = await this.store.owned(ownerHash(owner));
+    const records = await this.store.owned(ownerHash(owner), current?.base);
     return records
       .map((record) => ({
         label: logId(record.id),

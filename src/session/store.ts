@@ -39,8 +39,11 @@ export interface Store {
    * ID back. With a token, only if the session is unchanged since (`conflict` otherwise).
    */
   remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'>;
-  /** The live sessions whose `owner` is this hash (see `ownerHash`), across instances. */
-  owned(owner: string): Promise<SessionRecord[]>;
+  /**
+   * The live sessions whose `owner` is this hash (see `ownerHash`), across instances. `known`
+   * is one of them the caller holds already (the request's own session): it need not be read.
+   */
+  owned(owner: string, known?: SessionRecord): Promise<SessionRecord[]>;
   /** A token from `load` that no write will follow (a store holding a transaction open ends it). */
   release?(token: StoreToken): void;
   /** Finishes pending work (asynchronous writes, timers) and releases clients. */

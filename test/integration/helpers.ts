@@ -15,7 +15,7 @@ import { jsonCodec } from '../../src/gaesession/codec.js';
 import { DatastoreStore } from '../../src/gaesession/datastore-store.js';
 import { DatastoreTier, type DatastoreTierOptions } from '../../src/gaesession/datastore.js';
 import { GaeStore, type GaeStoreOptions } from '../../src/gaesession/gae-store.js';
-import { createMemcacheClient, MemcacheCache, type MemcacheCacheOptions } from '../../src/gaesession/memcache.js';
+import { createMemcacheClient, MemcacheCache } from '../../src/gaesession/memcache.js';
 import { datastorePurge } from '../../src/gaesession/purge.js';
 import { createValkeyClient, ValkeyCache } from '../../src/gaesession/valkey.js';
 import { silentLogger, type LogFields, type Logger } from '../../src/session/logger.js';
@@ -121,7 +121,7 @@ export interface BackendOptions {
   timeoutSeconds?: number;
   kind?: string;
   keyPrefix?: string;
-  cache?: Partial<MemcacheCacheOptions>;
+  cache?: { openMs?: number; callTimeoutMs?: number };
   datastore?: Partial<DatastoreTierOptions>;
   gae?: Partial<GaeStoreOptions>;
 }
