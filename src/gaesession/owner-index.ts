@@ -30,32 +30,52 @@ export class OwnerIndex {
     this.#now = options.now;
   }
 
-  /** A new session of its owner (at login). */
+  /**
+   * A new session of its owner (at login). Best effort: Datastore's `own` property is the
+   * durable index, and a cache that cannot take this has failed the session's write anyway.
+   */
   async add(record: SessionRecord): Promise<void> {
     const owner = record.owner;
     if (owner === undefined) return;
-    // After a flush, the index is rebuilt before it takes the new ID: it must not forget the others.
-    if (this.#datastore && (await this.#cache.listOwned(owner)).length === 0) {
-      for (const other of await this.#datastore.owned(owner)) await this.#cache.addOwned(owner, other.id, other.lifetime);
+    try {
+      // After a flush, the index is rebuilt before it takes the new ID: it must not forget the others.
+      if (this.#datastore && (await this.#cache.listOwned(owner)).length === 0) await this.#rebuild(owner);
+      await this.#cache.addOwned(owner, record.id, record.lifetime);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
     }
-    await this.#cache.addOwned(owner, record.id, record.lifetime);
   }
 
   /** The live sessions of an owner; `known` (live, held by the caller) is not read again. */
   async list(owner: string, known?: SessionRecord): Promise<SessionRecord[]> {
-    let ids: string[];
+    let ids: string[] | undefined;
     try {
       ids = await this.#cache.listOwned(owner);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
-      return this.#datastore.owned(owner);
     }
-    if (ids.length === 0) return this.#datastore ? this.#datastore.owned(owner) : [];
-    const found = await Promise.all(ids.map((id) => (id === known?.id ? known : this.#live(id))));
-    const live = found.filter((record) => record !== undefined);
-    const ended = ids.filter((_, i) => found[i] === undefined);
-    if (ended.length > 0) await this.#cache.removeOwned(owner, ended).catch(() => undefined);
-    return live;
+    let records: SessionRecord[];
+    if (ids === undefined) {
+      // The cache is away: Datastore's index answers (or its failure does).
+      records = await this.#datastore!.owned(owner);
+    } else if (ids.length === 0) {
+      records = this.#datastore ? await this.#rebuild(owner).catch(unlessUnavailable([])) : [];
+    } else {
+      const found = await Promise.all(ids.map((id) => (id === known?.id ? known : this.#live(id))));
+      records = found.filter((record) => record !== undefined);
+      const ended = ids.filter((_, i) => found[i] === undefined);
+      if (ended.length > 0) await this.#cache.removeOwned(owner, ended).catch(unlessUnavailable(undefined));
+    }
+    // The caller's own session is live whatever an index missed.
+    if (known && !records.some((record) => record.id === known.id)) records.push(known);
+    return records;
+  }
+
+  /** The owner's sessions from Datastore's `own` index, put back into the cache's index. */
+  async #rebuild(owner: string): Promise<SessionRecord[]> {
+    const records = await this.#datastore!.owned(owner);
+    for (const record of records) await this.#cache.addOwned(owner, record.id, record.lifetime).catch(() => undefined);
+    return records;
   }
 
   /** A session as it is now, read without restarting its idle time. */
@@ -73,4 +93,12 @@ export class OwnerIndex {
     // Evicted from the cache alone: Datastore may still have it (and may not be reachable).
     return this.#datastore?.lookup(id).catch(() => undefined);
   }
+}
+
+/** A fallback for a failure that is only a backend being away. */
+function unlessUnavailable<T>(fallback: T): (error: unknown) => T {
+  return (error: unknown) => {
+    if (error instanceof StoreUnavailableError) return fallback;
+    throw error;
+  };
 }

@@ -208,7 +208,10 @@ describe('SESSION_MAX_LIFETIME_SECONDS', () => {
       for (let elapsed = 0; elapsed < 120_000; elapsed += 30_000) {
         const { html } = await view(app, id);
         assert.equal(testId(html, 'visit-count'), String(++count), `alive ${elapsed / 1000} s after login`);
-        assert.equal(testId(html, 'session-deadline'), new Date(created + 120_000).toISOString().replace('T', ' ').slice(0, 19) + ' UTC');
+        assert.equal(
+          testId(html, 'session-deadline'),
+          new Date(created + 120_000).toISOString().replace('T', ' ').slice(0, 19) + ' UTC',
+        );
         clock.advance(30_000);
       }
       const { response, html } = await view(app, id);

@@ -283,9 +283,9 @@ describe('the demo while the store cannot be read', () => {
     app.store.failLoad = new StoreUnavailableError('down for the test');
     try {
       for (const headers of [{}, { Cookie: 'sessid=garbage' }, { Cookie: `other=${newSessionId()}` }] as Record<
-      string,
-      string
-    >[]) {
+        string,
+        string
+      >[]) {
         const response = await get(app, '/demo', headers);
         assert.equal(response.status, 200, JSON.stringify(headers));
         const html = await response.text();

@@ -20,7 +20,7 @@ describe('a memcache blip', { skip }, () => {
   });
 
   it('a memcached that pauses and comes back does not roll the count back', async (t) => {
-    const app = await startGaeApp('sync', memcached.address, {}, { memcacheRetryAfterMs: 500 });
+    const app = await startGaeApp('sync', memcached.address, {}, { cache: { openMs: 500 } });
     running.push(app);
     const cookie = await login(app.base);
     const view = async () => visitCount(await request(app.base, '/demo', { cookie }));

@@ -1,12 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { Datastore } from '@google-cloud/datastore';
-import { createMemcacheClient } from '../../src/gaesession/memcache.js';
-import { GaeStore, type DatastoreWrites } from '../../src/gaesession/store.js';
-import { newSessionId } from '../../src/session/id.js';
-import { Session } from '../../src/session/session.js';
+import { jsonCodec } from '../../src/gaesession/codec.js';
+import { DatastoreTier } from '../../src/gaesession/datastore.js';
+import { GaeStore, type DatastoreWrites } from '../../src/gaesession/gae-store.js';
+import { createMemcacheClient, MemcacheCache } from '../../src/gaesession/memcache.js';
+import type { Session } from '../../src/session/session.js';
 import { missing } from '../support/services.js';
-import { datastoreClient, makeStore, rawMemcache, storedCount, storedEntity, cleanSharedServices } from './helpers.js';
+import { SessionClient } from '../support/session-client.js';
+import {
+  datastoreClient,
+  makeBackend,
+  rawMemcache,
+  storedCount,
+  storedEntity,
+  cleanSharedServices,
+  type TestBackend,
+} from './helpers.js';
 
 const skip = missing('memcached', 'datastore-emulator');
 
@@ -55,28 +65,26 @@ function interleaved(datastore: Datastore, interleave: Interleave): Datastore {
   });
 }
 
-function newSession(): Session {
-  return Session.create({
-    id: newSessionId(),
-    timeoutSeconds: 1800,
-    constants: { userName: 'ed' },
-    variables: { count: 0 },
-  });
+function newSession(client: SessionClient): Session {
+  return client.create(1800, { userName: 'ed' }, { count: 0 });
 }
 
-describe('GaeStore under interleaved requests', { skip }, () => {
+describe('the App Engine store under interleaved requests', { skip }, () => {
   const services = cleanSharedServices();
-  const stores: GaeStore[] = [];
+  const closers: (() => Promise<void>)[] = [];
 
-  const interleavedStore = (writes: DatastoreWrites, interleave: Interleave): GaeStore => {
-    const store = new GaeStore({
-      memcache: createMemcacheClient({ servers: [services.memcached.address] }),
-      datastore: interleaved(datastoreClient(), interleave),
+  const interleavedStore = (writes: DatastoreWrites, interleave: Interleave): SessionClient & { gae: GaeStore } => {
+    const cache = new MemcacheCache({ client: createMemcacheClient({ servers: [services.memcached.address] }) });
+    const datastore = interleaved(datastoreClient(), interleave);
+    const gae = new GaeStore({
+      cache,
+      datastore: new DatastoreTier({ datastore, codec: jsonCodec }),
       datastoreWrites: writes,
+      timeoutSeconds: 1800,
       asyncIntervalMs: 200,
     });
-    stores.push(store);
-    return store;
+    closers.push(() => gae.close().then(() => cache.close()));
+    return Object.assign(new SessionClient(gae), { gae });
   };
   const inMemcache = async (id: string): Promise<boolean> => {
     const raw = rawMemcache(services.memcached.address);
@@ -86,13 +94,13 @@ describe('GaeStore under interleaved requests', { skip }, () => {
   };
 
   after(async () => {
-    for (const store of stores) await store.close();
+    for (const close of closers) await close();
   });
 
   it('a logout between a Datastore read and the put-back into memcache stays a logout', async () => {
     const interleave: Interleave = {};
     const store = interleavedStore('sync', interleave);
-    const session = newSession();
+    const session = newSession(store);
     await store.add(session);
     await services.memcached.flush(); // evicted: the next read goes to Datastore and puts the session back
 
@@ -108,19 +116,20 @@ describe('GaeStore under interleaved requests', { skip }, () => {
     let openWrites: () => void = () => {};
     const interleave: Interleave = { writesWaitFor: new Promise<void>((resolve) => (openWrites = resolve)) };
     const slow = interleavedStore('async', interleave);
-    const other = makeStore('sync', services.memcached.address);
-    stores.push(other);
+    const backend: TestBackend = makeBackend('sync', services.memcached.address);
+    closers.push(() => backend.close());
+    const other = new SessionClient(backend.store);
 
-    const session = newSession();
+    const session = newSession(slow);
     await slow.add(session); // in memcache; its first Datastore write is held back
     const seen = await other.get(session.id);
     assert.ok(seen);
-    seen.update('count', (count) => Number(count) + 1);
+    seen.update('count', (count: unknown) => Number(count) + 1);
     assert.equal(await other.save(seen), true);
     assert.equal(await storedCount(session.id), 1, "the other instance's change is in Datastore");
 
     openWrites();
-    await slow.flush();
+    await slow.gae.flush();
     assert.equal(await storedCount(session.id), 1, 'the late first write did not replace it');
   });
 });

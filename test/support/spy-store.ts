@@ -27,7 +27,7 @@ export class SpyStore implements Store {
    * Runs before each remove is passed on, to let something happen just then (another
    * instance's logout landing between a request's load and its remove).
    */
-  beforeRemove: ((id: string, token: StoreToken | undefined) => Promise<void>) | undefined;
+  beforeRemove: ((id: string, token: StoreToken) => Promise<void>) | undefined;
   /** Present exactly when the inner store has it (the middleware only hooks it up then). */
   readonly release?: (token: StoreToken) => void;
 
@@ -50,7 +50,7 @@ export class SpyStore implements Store {
     return this.inner.load(id);
   }
 
-  async write(record: SessionRecord, token: StoreToken | undefined): Promise<WriteResult> {
+  async write(record: SessionRecord, token: StoreToken): Promise<WriteResult> {
     this.writes.push(record);
     await this.#wait();
     if (this.failWrite) throw this.failWrite;

@@ -24,15 +24,28 @@ function manualClock(start = Date.UTC(2026, 0, 1)): { now: () => number; advance
 }
 
 /** Stores a new session (as CookieManager.add does) and returns its ID. */
-async function addSession(store: Store, now = Date.now(), variables: Variables = { count: 0, note: '' }): Promise<string> {
-  const draft = SessionDraft.create({ id: newSessionId(), timeoutSeconds: 1800, lifetimeSeconds: 86_400, variables, now });
+async function addSession(
+  store: Store,
+  now = Date.now(),
+  variables: Variables = { count: 0, note: '' },
+): Promise<string> {
+  const draft = SessionDraft.create({
+    id: newSessionId(),
+    timeoutSeconds: 1800,
+    lifetimeSeconds: 86_400,
+    variables,
+    now,
+  });
   const result = await store.write(draft.next(now), undefined);
   assert.equal(result.status, 'stored');
   return draft.base.id;
 }
 
 /** What a request does: load the session, wrap it for the handler. */
-async function loadSession(store: Store, id: string): Promise<{ draft: SessionDraft; session: Session<Record<string, never>, Variables> }> {
+async function loadSession(
+  store: Store,
+  id: string,
+): Promise<{ draft: SessionDraft; session: Session<Record<string, never>, Variables> }> {
   const loaded = await store.load(id);
   assert.ok(loaded, 'the session is live');
   const draft = new SessionDraft(loaded.record, loaded.token, false, loaded.source);
@@ -62,7 +75,7 @@ class AlwaysConflicting implements Store {
     this.loads++;
     return { record: this.record, token: this.loads };
   }
-  async write(_record: SessionRecord, _token: StoreToken | undefined): Promise<WriteResult> {
+  async write(_record: SessionRecord, _token: StoreToken): Promise<WriteResult> {
     this.writes++;
     return { status: 'conflict' };
   }

@@ -96,7 +96,10 @@ describe('CookieManager', () => {
     const http = exchange();
     await manager.add(draft, http);
     assert.equal(http.set.length, 1);
-    assert.match(http.set[0] ?? '', new RegExp(`^sessid=${draft.base.id}; Max-Age=600; Path=/; HttpOnly; SameSite=Lax$`));
+    assert.match(
+      http.set[0] ?? '',
+      new RegExp(`^sessid=${draft.base.id}; Max-Age=600; Path=/; HttpOnly; SameSite=Lax$`),
+    );
     assert.ok(await store.inner.load(draft.base.id));
     assert.equal(draft.isNew, false);
     assert.equal(draft.base.version, 1);
@@ -274,7 +277,10 @@ describe('CookieManager', () => {
       assert.notEqual(newId, oldId);
       assert.ok(sessionIdValidator()(newId));
       assert.equal(http.set.length, 1);
-      assert.match(http.set[0] ?? '', new RegExp(`^sessid=${newId}; Max-Age=600; Path=/; HttpOnly; SameSite=Lax; Secure$`));
+      assert.match(
+        http.set[0] ?? '',
+        new RegExp(`^sessid=${newId}; Max-Age=600; Path=/; HttpOnly; SameSite=Lax; Secure$`),
+      );
 
       assert.equal(await memory.load(oldId), undefined, 'the old ID is dead at once');
       const stored = (await memory.load(newId))?.record;

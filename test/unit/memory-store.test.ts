@@ -126,7 +126,12 @@ describe('MemoryStore', () => {
   it('hands out records no request can change: changes that are not saved are not kept', async () => {
     const store = new MemoryStore();
     try {
-      const draft = SessionDraft.create({ id: newSessionId(), timeoutSeconds: 60, lifetimeSeconds: 60, now: Date.now() });
+      const draft = SessionDraft.create({
+        id: newSessionId(),
+        timeoutSeconds: 60,
+        lifetimeSeconds: 60,
+        now: Date.now(),
+      });
       const session = new Session<Record<string, never>, Variables>(draft);
       session.set('count', 0);
       assert.equal((await store.write(draft.next(Date.now()), undefined)).status, 'stored');
