@@ -82,12 +82,12 @@ function errorHandler(logger: Logger) {
       error instanceof SessionContentionError
         ? 'Too many requests changed your session at once; nothing was changed. Please try again.'
         : error instanceof StoreUnavailableError
-        ? 'Sessions are unavailable right now; please try again in a moment.'
-        : error instanceof SessionTooLargeError
-          ? `The session could not be saved: ${error.message}`
-          : status < 500 && error instanceof Error
-            ? error.message
-            : 'Something went wrong.';
+          ? 'Sessions are unavailable right now; please try again in a moment.'
+          : error instanceof SessionTooLargeError
+            ? `The session could not be saved: ${error.message}`
+            : status < 500 && error instanceof Error
+              ? error.message
+              : 'Something went wrong.';
     res
       .status(status)
       .type('text/plain')

@@ -1,5 +1,5 @@
 import { TOMBSTONE_SUFFIX } from '../gaesession/cache.js';
-import { MAX_KEY_BYTES } from '../gaesession/memcache.js';
+import { MAX_KEY_BYTES } from '../gaesession/memcache-client.js';
 import { isValidCookieName, type SecurePolicy } from '../session/cookie.js';
 import { DEFAULT_ID_BYTES, idLength } from '../session/id.js';
 

@@ -88,7 +88,7 @@ export class RequestSession implements HttpExchange {
     variables?: Partial<V>,
     options: { owner?: string } = {},
   ): Session<C, V> {
-    const draft = this.#manager.create(constants, variables as Attributes | undefined, options.owner);
+    const draft = this.#manager.create(constants, variables, options.owner);
     this.#pending.set(draft.base.id, draft);
     return new Session<C, V>(draft);
   }
@@ -204,14 +204,15 @@ export class RequestSession implements HttpExchange {
   }
 
   #end(why: 'removed' | 'gone'): void {
-    if (why === 'gone') this.#logger.info('changes to an ended session refused', { sessionId: logId(this.#draft?.base.id ?? '') });
+    if (why === 'gone')
+      this.#logger.info('changes to an ended session refused', { sessionId: logId(this.#draft?.base.id ?? '') });
     this.#draft = undefined;
     this.#session = undefined;
     this.#loading = Promise.resolve(undefined);
   }
 
   #own(session: Session): SessionDraft {
-    if (!this.#draft || this.#session !== session) throw new Error('not this request\'s session');
+    if (!this.#draft || this.#session !== session) throw new Error("not this request's session");
     return this.#draft;
   }
 
@@ -271,7 +272,12 @@ function saveBeforeEnd(res: Response, sessions: RequestSession, logger: Logger):
   }) as Response['end'];
 }
 
-function replaceAnswer(res: Response, end: (...args: unknown[]) => Response, status: number, message: string): Response {
+function replaceAnswer(
+  res: Response,
+  end: (...args: unknown[]) => Response,
+  status: number,
+  message: string,
+): Response {
   if (res.headersSent) return end();
   for (const header of ['Content-Length', 'Content-Type', 'ETag', 'Location']) res.removeHeader(header);
   res.statusCode = status;

@@ -84,7 +84,7 @@ export class BackupQueue {
   async flush(): Promise<void> {
     while (this.#lanes.size > 0) {
       for (const [id, lane] of this.#lanes) if (!lane.running) this.#start(id, lane);
-      await Promise.all([...this.#lanes.values()].map((lane) => lane.running));
+      await Promise.all([...this.#lanes.values()].map((lane) => lane.running ?? Promise.resolve()));
     }
   }
 
@@ -97,7 +97,8 @@ export class BackupQueue {
       new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
     ]);
     clearTimeout(timer);
-    if (late) this.#logger.error('asynchronous Datastore writes unfinished at shutdown', { sessions: this.size, graceMs });
+    if (late)
+      this.#logger.error('asynchronous Datastore writes unfinished at shutdown', { sessions: this.size, graceMs });
   }
 
   #schedule(id: string, lane: Lane): void {

@@ -42,7 +42,9 @@ export class DatastoreStore implements Store {
     const entity = this.tier.entity(record);
     if (token === undefined) {
       try {
-        await this.tier.bounded('insert', () => this.tier.datastore.save({ ...entity, method: 'insert' }, this.tier.gax));
+        await this.tier.bounded('insert', () =>
+          this.tier.datastore.save({ ...entity, method: 'insert' }, this.tier.gax),
+        );
       } catch (error) {
         if (grpcCode(error) === GRPC.ALREADY_EXISTS) return { status: 'conflict' };
         throw error;

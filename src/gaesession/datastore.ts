@@ -71,7 +71,12 @@ export class DatastoreTier {
     this.#timeoutMs = options.operationTimeoutMs ?? 4000;
     this.#logger = options.logger ?? silentLogger;
     this.#now = options.now ?? Date.now;
-    this.#breaker = new CircuitBreaker({ backend: 'Datastore', openMs: options.openMs, logger: this.#logger, now: this.#now });
+    this.#breaker = new CircuitBreaker({
+      backend: 'Datastore',
+      openMs: options.openMs,
+      logger: this.#logger,
+      now: this.#now,
+    });
     this.gax = { timeout: Math.min(2000, this.#timeoutMs), maxRetries: 1 };
   }
 

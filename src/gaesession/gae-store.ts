@@ -181,7 +181,11 @@ export class GaeStore implements Store {
     } catch (error) {
       if (!(error instanceof UndecodableSessionError)) throw error;
       // Datastore may still hold a good copy; if not, the session is gone and the cookie cleared.
-      this.#logger.error('undecodable session deleted', { tier: this.#cache.name, sessionId: logId(id), error: error.message });
+      this.#logger.error('undecodable session deleted', {
+        tier: this.#cache.name,
+        sessionId: logId(id),
+        error: error.message,
+      });
       await this.#cache.delete(id);
       return undefined;
     }
@@ -204,7 +208,11 @@ export class GaeStore implements Store {
       record = await datastore.lookup(id);
     } catch (error) {
       if (!(error instanceof UndecodableSessionError)) throw error;
-      this.#logger.error('undecodable session deleted', { tier: 'Datastore', sessionId: logId(id), error: error.message });
+      this.#logger.error('undecodable session deleted', {
+        tier: 'Datastore',
+        sessionId: logId(id),
+        error: error.message,
+      });
       await datastore.delete(id).catch(() => undefined);
       return undefined;
     }
@@ -271,7 +279,11 @@ export class GaeStore implements Store {
   #backupNow(datastore: DatastoreTier, record: SessionRecord, isNew: boolean) {
     // A missing entity of a session that is not new: written unless the session was ended
     // (its tombstone); a cache that cannot say counts as live, since it just took the record.
-    const stillLive = () => this.#cache.isBuried(record.id).then((buried) => !buried, () => true);
+    const stillLive = () =>
+      this.#cache.isBuried(record.id).then(
+        (buried) => !buried,
+        () => true,
+      );
     return datastore.backup(record, isNew, stillLive);
   }
 }

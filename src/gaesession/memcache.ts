@@ -1,77 +1,26 @@
 import memjs from 'memjs';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
-import { TOMBSTONE_SUFFIX, OWNER_PREFIX, type CachedItem, type CacheToken, type CacheWriteResult, type SessionCache } from './cache.js';
+import {
+  TOMBSTONE_SUFFIX,
+  OWNER_PREFIX,
+  type CachedItem,
+  type CacheToken,
+  type CacheWriteResult,
+  type SessionCache,
+} from './cache.js';
 import { CircuitBreaker } from './circuit-breaker.js';
-
-/** memcached's longest key. */
-export const MAX_KEY_BYTES = 250;
-/** memcached's default item size limit (`-I 1m`), which Memorystore and MemCachier also use. */
-export const MAX_ITEM_BYTES = 1024 * 1024;
-/**
- * What memcached adds to an item besides key and value (item header, CAS, flags, suffix,
- * chunk headers). It refuses a set whose total exceeds the limit, and then drops the value it
- * held, so the store checks against this conservative figure before sending anything.
- */
-export const ITEM_OVERHEAD_BYTES = 1024;
-/** memcached reads a relative expiry longer than this (30 days) as an absolute Unix time. */
-export const MAX_RELATIVE_EXPIRY_SECONDS = 60 * 60 * 24 * 30;
-
-/** Binary protocol opcodes and statuses used here (memcached protocol_binary.h). */
-const OP = { get: 0x00, set: 0x01, add: 0x02, delete: 0x04, touch: 0x1c, gat: 0x1d } as const;
-const STATUS = { ok: 0x00, notFound: 0x01, exists: 0x02, tooLarge: 0x03, notStored: 0x05 } as const;
-
-/** A response from memcached (what memjs hands to a `perform` callback). */
-interface MemjsResponse {
-  header: { status: number; cas: Buffer };
-  val: Buffer;
-}
-
-/**
- * The untyped internals of memjs this tier relies on. memjs has no CAS or GAT call, but its
- * `perform` sends any binary-protocol request over the client's pooled connection with its
- * retry and timeout handling; `incrSeq` + `seq` give the request its opaque number.
- */
-export interface MemjsLowLevel {
-  readonly seq: number;
-  incrSeq(): void;
-  perform(
-    key: string,
-    request: Buffer,
-    seq: number,
-    callback: (error: Error | null, response: MemjsResponse | null) => void,
-  ): void;
-  close(): void;
-}
-
-export interface MemcacheClientOptions {
-  servers: string[];
-  username?: string | undefined;
-  password?: string | undefined;
-  /** Attempts per call (memjs `retries`; default 3). */
-  retries?: number | undefined;
-  /** Time one attempt may take, in ms (memjs `timeout` and `conntimeout`; default 400). */
-  attemptTimeoutMs?: number | undefined;
-}
-
-/**
- * The one memjs client of the process. Failover is off (sessions must not wander to another
- * server's stale copy); keep-alive notices dead peers; memjs's own console logging is
- * silenced because the tier logs each outage once.
- */
-export function createMemcacheClient(options: MemcacheClientOptions): memjs.Client {
-  const attempt = (options.attemptTimeoutMs ?? 400) / 1000;
-  return memjs.Client.create(options.servers.join(','), {
-    retries: options.retries ?? 3,
-    retry_delay: 0.05,
-    timeout: attempt,
-    conntimeout: attempt,
-    failover: false,
-    keepAlive: true,
-    logger: { log: () => {} },
-    ...(options.username && options.password ? { username: options.username, password: options.password } : {}),
-  });
-}
+import {
+  expiration,
+  ITEM_OVERHEAD_BYTES,
+  MAX_ITEM_BYTES,
+  MAX_KEY_BYTES,
+  OP,
+  STATUS,
+  storeExtras,
+  type MemjsLowLevel,
+  type MemjsResponse,
+} from './memcache-client.js';
 
 export interface MemcacheCacheOptions {
   /** The shared memjs client (its typings include the low-level calls used here). */
@@ -203,7 +152,11 @@ export class MemcacheCache implements SessionCache {
     return { ids, cas: response.header.cas };
   }
 
-  async #updateIndex(owner: string, ttlSeconds: number | undefined, change: (ids: string[]) => string[]): Promise<void> {
+  async #updateIndex(
+    owner: string,
+    ttlSeconds: number | undefined,
+    change: (ids: string[]) => string[],
+  ): Promise<void> {
     const key = this.#prefix + OWNER_PREFIX + owner;
     for (let attempt = 1; attempt <= INDEX_ATTEMPTS; attempt++) {
       const current = await this.#readIndex(owner);
@@ -227,7 +180,9 @@ export class MemcacheCache implements SessionCache {
     const key = this.#prefix + id;
     const keyBytes = Buffer.byteLength(key);
     if (keyBytes > MAX_KEY_BYTES) {
-      throw new SessionTooLargeError(`memcache key of ${keyBytes} bytes exceeds memcached's ${MAX_KEY_BYTES}-byte limit`);
+      throw new SessionTooLargeError(
+        `memcache key of ${keyBytes} bytes exceeds memcached's ${MAX_KEY_BYTES}-byte limit`,
+      );
     }
     const limit = MAX_ITEM_BYTES - ITEM_OVERHEAD_BYTES - keyBytes;
     if (value.length > limit) {
@@ -242,7 +197,9 @@ export class MemcacheCache implements SessionCache {
     const status = response.header.status;
     if (status === STATUS.ok) return;
     if (status === STATUS.tooLarge) throw new SessionTooLargeError('memcached refused the session as too large');
-    throw new StoreUnavailableError(`memcache ${operation} of ${logId(id)} failed with status 0x${status.toString(16)}`);
+    throw new StoreUnavailableError(
+      `memcache ${operation} of ${logId(id)} failed with status 0x${status.toString(16)}`,
+    );
   }
 
   /** Sends one request, bounded in time; every failure becomes StoreUnavailableError. */
@@ -287,28 +244,4 @@ export class MemcacheCache implements SessionCache {
       }
     });
   }
-}
-
-/**
- * The expiry field: seconds from now, or, beyond 30 days, the absolute Unix time memcached
- * expects. memcached's clock ticks once a second, so an item given N seconds may go after
- * N - 1: one more keeps it to its time (every read checks the session's deadline itself).
- */
-export function expirySeconds(ttlSeconds: number, now = Date.now()): number {
-  const seconds = ttlSeconds + 1;
-  return seconds > MAX_RELATIVE_EXPIRY_SECONDS ? Math.floor(now / 1000) + seconds : seconds;
-}
-
-function expiration(ttlSeconds: number): Buffer {
-  const extras = Buffer.alloc(4);
-  extras.writeUInt32BE(expirySeconds(ttlSeconds), 0);
-  return extras;
-}
-
-/** SET/ADD extras: 4 bytes of flags (unused: the codec knows the format), 4 of expiry. */
-function storeExtras(ttlSeconds: number): Buffer {
-  const extras = Buffer.alloc(8);
-  extras.writeUInt32BE(0, 0);
-  extras.writeUInt32BE(expirySeconds(ttlSeconds), 4);
-  return extras;
 }

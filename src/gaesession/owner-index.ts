@@ -61,7 +61,7 @@ export class OwnerIndex {
     } else if (ids.length === 0) {
       records = this.#datastore ? await this.#rebuild(owner).catch(unlessUnavailable([])) : [];
     } else {
-      const found = await Promise.all(ids.map((id) => (id === known?.id ? known : this.#live(id))));
+      const found = await Promise.all(ids.map(async (id) => (id === known?.id ? known : this.#live(id))));
       records = found.filter((record) => record !== undefined);
       const ended = ids.filter((_, i) => found[i] === undefined);
       if (ended.length > 0) await this.#cache.removeOwned(owner, ended).catch(unlessUnavailable(undefined));

@@ -1,6 +1,7 @@
-import { Cluster, Redis, type ClientContext, type RedisOptions, type Result } from 'iovalkey';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { ITEM_OVERHEAD_BYTES, MAX_ITEM_BYTES } from './memcache-client.js';
 import {
   OWNER_PREFIX,
   TOMBSTONE_SUFFIX,
@@ -9,109 +10,8 @@ import {
   type CacheWriteResult,
   type SessionCache,
 } from './cache.js';
-import { CircuitBreaker } from './circuit-breaker.js';
-import { ITEM_OVERHEAD_BYTES, MAX_ITEM_BYTES } from './memcache.js';
-
-/** A standalone Valkey client or a cluster client: the tier uses only what both offer. */
-export type ValkeyClient = Redis | Cluster;
-
-export interface ValkeyClientOptions {
-  /**
-   * `redis://` or `rediss://` (TLS), with `user:password@` for AUTH; with a cluster, its
-   * discovery endpoint. A private CA (Memorystore's server CA) is trusted through Node's
-   * NODE_EXTRA_CA_CERTS, which Node reads at start-up: TLS verification is never turned off.
-   */
-  url: string;
-  /** A cluster-mode instance (Memorystore for Valkey's default): keys are routed by slot. */
-  cluster: boolean;
-  /** Time one command may take, in ms (default 1000). */
-  commandTimeoutMs?: number | undefined;
-}
-
-/**
- * The one Valkey client of the process. Nothing waits for a connection that is not there: no
- * offline queue (a call while disconnected fails at once), no resending after a reconnect,
- * and a timeout on every command; the client reconnects by itself in the background. The
- * constructor does not wait either, so a Valkey that is down or hangs never delays start-up.
- */
-export function createValkeyClient(options: ValkeyClientOptions): ValkeyClient {
-  const endpoint = new URL(options.url);
-  const timeout = options.commandTimeoutMs ?? 1000;
-  const node: RedisOptions = {
-    ...(endpoint.username ? { username: decodeURIComponent(endpoint.username) } : {}),
-    ...(endpoint.password ? { password: decodeURIComponent(endpoint.password) } : {}),
-    // The host name is checked against the certificate as usual.
-    ...(endpoint.protocol === 'rediss:' ? { tls: {} } : {}),
-    commandTimeout: timeout,
-    connectTimeout: timeout,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    retryStrategy: (attempt: number) => Math.min(50 * attempt, 500),
-    // disconnect() gives a socket this long to close before destroying it, on a timer that
-    // holds the process open even when the socket is long gone (2 s by default): shutdown waits.
-    disconnectTimeout: 100,
-  };
-  const host = endpoint.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(endpoint.port || 6379);
-  // Connection errors also reach every caller as a rejected call; the tier logs each outage once.
-  const ignore = (): void => {};
-  if (!options.cluster) {
-    const client = new Redis({ ...node, host, port });
-    client.on('error', ignore);
-    return client;
-  }
-  // The discovery endpoint answers CLUSTER SLOTS; every node it names gets the same TLS and
-  // credentials (redisOptions).
-  const client = new Cluster([{ host, port }], {
-    redisOptions: node,
-    enableOfflineQueue: false,
-    slotsRefreshTimeout: timeout,
-    clusterRetryStrategy: (attempt: number) => Math.min(100 * attempt, 1000),
-  });
-  client.on('error', ignore);
-  client.on('node error', ignore);
-  return client;
-}
-
-/**
- * Compare-and-set: stores ARGV[2] with a TTL of ARGV[3] only if the key still holds the bytes
- * ARGV[1] that the reader got. 1 stored, -1 another value is there, 0 the key is gone.
- */
-const REPLACE = `
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if current ~= ARGV[1] then return -1 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-return 1`;
-
-/** Compare-and-delete: 1 deleted, -1 another value is there, 0 nothing to delete. */
-const DELETE_IF = `
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if current ~= ARGV[1] then return -1 end
-redis.call('DEL', KEYS[1])
-return 1`;
-
-/**
- * Adds a member to an owner's index and makes the index live at least ARGV[2] seconds more.
- * Never shortens it: a session added earlier may outlive the one added now, and must stay
- * findable by "log out everywhere" (TTL is -1 for the set SADD just created).
- */
-const ADD_OWNED = `
-redis.call('SADD', KEYS[1], ARGV[1])
-if redis.call('TTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return 1`;
-
-// The scripts, as client commands: defineCommand sends EVALSHA and falls back to EVAL when
-// the server has not seen the script (NOSCRIPT, as after a restart or on a new cluster node).
-declare module 'iovalkey' {
-  interface RedisCommander<Context extends ClientContext = { type: 'default' }> {
-    gaesessionReplace(key: string, token: Buffer, value: Buffer, ttlSeconds: number): Result<number, Context>;
-    gaesessionDeleteIf(key: string, token: Buffer): Result<number, Context>;
-    gaesessionAddOwned(key: string, id: string, ttlSeconds: number): Result<number, Context>;
-  }
-}
+import type { ValkeyClient } from './valkey-client.js';
+import { defineScripts } from './valkey-scripts.js';
 
 export interface ValkeyCacheOptions {
   /** The client from `createValkeyClient`; the cache owns it from now on (close() quits it). */
@@ -153,9 +53,7 @@ export class ValkeyCache implements SessionCache {
       now: options.now,
       onRecovered: options.onRecovered,
     });
-    this.#client.defineCommand('gaesessionReplace', { numberOfKeys: 1, lua: REPLACE });
-    this.#client.defineCommand('gaesessionDeleteIf', { numberOfKeys: 1, lua: DELETE_IF });
-    this.#client.defineCommand('gaesessionAddOwned', { numberOfKeys: 1, lua: ADD_OWNED });
+    defineScripts(this.#client);
   }
 
   get roundTrips(): number {

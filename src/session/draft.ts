@@ -5,7 +5,7 @@ import type { StoreToken } from './store.js';
 /** How a request changed one variable; kept so it can be replayed on a newer state. */
 interface Change {
   key: string;
-  apply(current: Json | undefined): Json | undefined;
+  apply: (current: Json | undefined) => Json | undefined;
 }
 
 export interface NewRecordOptions {

@@ -116,7 +116,10 @@ export class MemoryStore implements Store {
       const oldest = this.#records.keys().next().value;
       if (oldest === undefined) return;
       this.#drop(oldest);
-      if (!this.#warnedFull) this.#logger.warn('memory store full: least recently used sessions are dropped', { maxSessions: this.#maxSessions });
+      if (!this.#warnedFull)
+        this.#logger.warn('memory store full: least recently used sessions are dropped', {
+          maxSessions: this.#maxSessions,
+        });
       this.#warnedFull = true;
     }
   }

@@ -4,7 +4,7 @@ import type { SessionRecord } from './record.js';
  * What a store hands out with a record and wants back with a conditional write: a memcache
  * CAS value, a Valkey value, a Datastore version, a memory store's record. Opaque to the core.
  */
-export type StoreToken = unknown;
+export type StoreToken = object;
 
 export interface Loaded {
   record: SessionRecord;

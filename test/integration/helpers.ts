@@ -5,8 +5,11 @@
  */
 import { before, beforeEach } from 'node:test';
 import { Datastore } from '@google-cloud/datastore';
+import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import memjs from 'memjs';
 import { createApp } from '../../src/app/app.js';
 import { loadConfig } from '../../src/app/config.js';
@@ -15,12 +18,15 @@ import { jsonCodec } from '../../src/gaesession/codec.js';
 import { DatastoreStore } from '../../src/gaesession/datastore-store.js';
 import { DatastoreTier, type DatastoreTierOptions } from '../../src/gaesession/datastore.js';
 import { GaeStore, type GaeStoreOptions } from '../../src/gaesession/gae-store.js';
-import { createMemcacheClient, MemcacheCache } from '../../src/gaesession/memcache.js';
+import { createMemcacheClient } from '../../src/gaesession/memcache-client.js';
+import { MemcacheCache } from '../../src/gaesession/memcache.js';
 import { datastorePurge } from '../../src/gaesession/purge.js';
-import { createValkeyClient, ValkeyCache } from '../../src/gaesession/valkey.js';
+import { createValkeyClient } from '../../src/gaesession/valkey-client.js';
+import { ValkeyCache } from '../../src/gaesession/valkey.js';
 import { silentLogger, type LogFields, type Logger } from '../../src/session/logger.js';
 import type { Store } from '../../src/session/store.js';
 import {
+  freePort,
   sharedDatastoreEmulator,
   sharedMemcached,
   type DatastoreEmulator,
@@ -306,4 +312,100 @@ export async function eventually(check: () => Promise<boolean> | boolean, timeou
 /** The ID inside a `sessid=ID` cookie pair. */
 export function idOf(cookie: string): string {
   return cookie.slice(cookie.indexOf('=') + 1);
+}
+
+/** The number of live sessions of the user a demo page shows, or undefined on an anonymous page. */
+export function sessionCount(reply: Reply): number | undefined {
+  const match = /data-testid="session-count">(\d+)</.exec(reply.body);
+  return match ? Number(match[1]) : undefined;
+}
+
+/** Whether a response clears the session cookie (logout, or a rejected cookie). */
+export function clearsCookie(reply: Reply, name = 'sessid'): boolean {
+  return (reply.headers['set-cookie'] ?? []).some((header) =>
+    new RegExp(`^${name}=;.*(Max-Age=0|Expires=Thu, 01 Jan 1970)`).test(header),
+  );
+}
+
+/** A demo server in a process of its own, started as `npm start` starts it (src/app/server.ts). */
+export interface ServerProcess {
+  base: string;
+  /** Everything it wrote to stdout and stderr so far. */
+  output(): string;
+  /** Resolves with its exit code once it ended. */
+  exited: Promise<number | null>;
+  kill(signal: NodeJS.Signals): void;
+  /** Kills it (SIGKILL) unless it ended already, and waits for the end. */
+  stop(): Promise<void>;
+}
+
+/** The checkout whose server is started: this one, or RELIABILITY_ROOT (to show a test failing on older code). */
+const serverRoot = process.env['RELIABILITY_ROOT'] ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * Starts `node --import tsx src/app/server.ts` on a free port with `env` over this process's
+ * environment (the emulator's project ID given), and resolves once it answers `GET /demo`.
+ */
+export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/app/server.ts'], {
+    cwd: serverRoot,
+    env: { ...process.env, PORT: String(port), DATASTORE_PROJECT_ID: PROJECT_ID, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const base = `http://127.0.0.1:${port}`;
+  const until = Date.now() + 30_000;
+  for (;;) {
+    if (await request(base, '/demo').then(() => true, () => false)) break;
+    if (Date.now() > until || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`server did not start: ${output}`);
+    }
+    await sleep(100);
+  }
+  return {
+    base,
+    output: () => output,
+    exited,
+    kill: (signal) => child.kill(signal),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/**
+ * What `loops` clients viewing one session as fast as they can saw until `stop` resolved:
+ * the counts shown by 200 views, every status, and how many 200 views were anonymous (the
+ * user shown as logged out).
+ */
+export async function viewLoops(
+  base: string,
+  cookie: string,
+  loops: number,
+  stop: Promise<unknown>,
+): Promise<{ counts: number[]; statuses: number[]; anonymous: number }> {
+  let stopped = false;
+  void stop.then(() => (stopped = true));
+  const counts: number[] = [];
+  const statuses: number[] = [];
+  let anonymous = 0;
+  await Promise.all(
+    Array.from({ length: loops }, async () => {
+      while (!stopped) {
+        const reply = await request(base, '/demo', { cookie });
+        statuses.push(reply.status);
+        const count = visitCount(reply);
+        if (reply.status === 200 && count !== undefined) counts.push(count);
+        else if (reply.status === 200) anonymous++;
+      }
+    }),
+  );
+  return { counts, statuses, anonymous };
 }

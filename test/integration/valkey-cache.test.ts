@@ -6,8 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ITEM_OVERHEAD_BYTES, MAX_ITEM_BYTES } from '../../src/gaesession/memcache.js';
-import { createValkeyClient, ValkeyCache, type ValkeyClient } from '../../src/gaesession/valkey.js';
+import { ITEM_OVERHEAD_BYTES, MAX_ITEM_BYTES } from '../../src/gaesession/memcache-client.js';
+import { createValkeyClient, type ValkeyClient } from '../../src/gaesession/valkey-client.js';
+import { ValkeyCache } from '../../src/gaesession/valkey.js';
 import type { LogFields, Logger } from '../../src/session/logger.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../../src/session/store.js';
 import {
@@ -483,7 +484,8 @@ describe('ValkeyCache over TLS (rediss://)', { skip: skip ?? noOpenssl }, () => 
   /** Adds and reads a session in a new node process (NODE_EXTRA_CA_CERTS is read at start-up). */
   async function roundTrip(url: string, ca: string | undefined): Promise<string> {
     const script = `
-      import { createValkeyClient, ValkeyCache } from ${JSON.stringify(path.join(root, 'src/gaesession/valkey.ts'))};
+      import { createValkeyClient } from ${JSON.stringify(path.join(root, 'src/gaesession/valkey-client.ts'))};
+      import { ValkeyCache } from ${JSON.stringify(path.join(root, 'src/gaesession/valkey.ts'))};
       const cache = new ValkeyCache({ client: createValkeyClient({ url: ${JSON.stringify(url)}, cluster: false }) });
       await new Promise((resolve) => setTimeout(resolve, 500));
       try {
