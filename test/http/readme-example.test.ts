@@ -22,7 +22,10 @@ function readmeExample(): string {
   const code = /```ts\n([\s\S]*?)```/.exec(section)?.[1];
   assert.ok(code, 'README has a ts code block in its "own Express app" section');
   const sessionIndex = path.join(root, 'src', 'session', 'index.js');
-  return code.replace("'./session/index.js'", JSON.stringify(sessionIndex));
+  const middleware = path.join(root, 'src', 'express', 'middleware.js');
+  return code
+    .replace("'./session/index.js'", JSON.stringify(sessionIndex))
+    .replace("'./express/middleware.js'", JSON.stringify(middleware));
 }
 
 describe("README's Express example", () => {
