@@ -42,7 +42,7 @@ export function createApp({ config, store, purge, storeDescription, logger }: Ap
   app.set('x-powered-by', false);
   app.set('view engine', 'ejs');
   app.set('views', path.join(root, 'views'));
-  app.use(requestLogger(logger, config.logLevel));
+  app.use(requestLogger(logger, config.logRequests ? config.logLevel : 'warn'));
   app.use(securityHeaders());
   app.use(sessionMiddleware(manager, { logger }));
 

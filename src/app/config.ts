@@ -33,6 +33,12 @@ export interface Config {
   shutdownGraceSeconds: number;
   demoPassword: string;
   logLevel: LogLevel;
+  /**
+   * One log line per request. Off by default on App Engine, whose front end already writes a
+   * request log entry for every request (and groups the app's own lines under it by trace);
+   * on locally, where nothing else does.
+   */
+  logRequests: boolean;
 }
 
 /** A configuration value that cannot be right; the message names the variable. */
@@ -160,6 +166,8 @@ export function loadConfig(env: Env = process.env): Config {
     // Not trimmed (spaces may be part of a password); empty means unset, like every variable.
     demoPassword: env['DEMO_PASSWORD'] || 'a',
     logLevel: oneOf<LogLevel>('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error']),
+    logRequests:
+      oneOf('LOG_REQUESTS', env['GAE_SERVICE'] || env['K_SERVICE'] ? 'false' : 'true', ['true', 'false']) === 'true',
   };
 }
 

@@ -54,9 +54,9 @@ export function onGoogleCloud(env: Record<string, string | undefined> = process.
 
 /**
  * Logs one line per request (method, path, status, latency) and tags its other lines with its
- * trace. Below `info` (`LOG_LEVEL=warn` or `error`) the line would be dropped anyway, so it is
- * not built: only the trace tagging stays, which costs one header lookup, so that the warnings
- * and errors a request logs still link to it in Cloud Logging.
+ * trace. Below `info` (`LOG_LEVEL=warn` or `error`, or `LOG_REQUESTS=false`, App Engine's
+ * default) the line is not built at all: only the trace tagging stays, which costs one header
+ * lookup, so that the warnings and errors a request logs still link to it in Cloud Logging.
  */
 export function requestLogger(logger: Logger, level: LogLevel = 'info'): RequestHandler {
   if (RANK[level] > RANK.info) {
