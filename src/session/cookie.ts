@@ -47,13 +47,18 @@ function serialize(name: string, value: string, maxAge: number, secure: boolean)
  * it impossible to know which one the user's browser meant, so neither is used.
  */
 export function occursOnceAsIs(header: string, name: string, value: string): boolean {
+  const prefix = name + '=';
   let count = 0;
   let exact = false;
-  for (const pair of header.split(';')) {
-    const at = pair.indexOf('=');
-    if (at < 0 || pair.slice(0, at).trim() !== name) continue;
+  for (let at = header.indexOf(prefix); at >= 0; at = header.indexOf(prefix, at + prefix.length)) {
+    // A match counts only at the start of a pair (`xsessid=` is another cookie).
+    let before = at - 1;
+    while (before >= 0 && header.charCodeAt(before) === 32) before--;
+    if (before >= 0 && header.charCodeAt(before) !== 59) continue;
     count++;
-    exact = pair.slice(at + 1).trim() === value;
+    const start = at + prefix.length;
+    const end = header.indexOf(';', start);
+    exact = header.slice(start, end < 0 ? header.length : end).trim() === value;
   }
   return count === 1 && exact;
 }
