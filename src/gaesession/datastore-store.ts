@@ -1,6 +1,6 @@
 import type { Transaction } from '@google-cloud/datastore';
 import type { SessionRecord } from '../session/record.js';
-import type { Loaded, Store, StoreToken, WriteResult } from '../session/store.js';
+import type { Loaded, RemoveResult, Store, StoreToken, WriteResult } from '../session/store.js';
 import { grpcCode, GRPC, type DatastoreTier } from './datastore.js';
 
 /** A Datastore-only token: the transaction the load began (until used), and the version read. */
@@ -71,7 +71,7 @@ export class DatastoreStore implements Store {
     return { status: 'stored', token: { transaction: undefined, version: record.version } };
   }
 
-  async remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'> {
+  async remove(id: string, token?: StoreToken): Promise<RemoveResult> {
     if (token === undefined) {
       await this.tier.delete(id);
       return 'removed';

@@ -2,7 +2,7 @@ import { PropertyFilter, type Datastore, type Key, type Transaction } from '@goo
 import type { CallOptions } from 'google-gax';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { expiresAt, type SessionRecord } from '../session/record.js';
-import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
+import { SessionTooLargeError, StoreUnavailableError, type RemoveResult } from '../session/store.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
 
@@ -161,11 +161,12 @@ export class DatastoreTier {
     });
   }
 
-  /** Deletes the session if it is still at `version` (or gone already). */
-  removeIf(id: string, version: number): Promise<'removed' | 'conflict'> {
-    return this.transaction('remove', async (transaction) => {
+  /** Deletes the session if it is still at `version`; `gone` if it had ended already. */
+  removeIf(id: string, version: number): Promise<RemoveResult> {
+    return this.transaction('remove', async (transaction): Promise<RemoveResult> => {
       const stored = this.live(id, await this.read(transaction, id));
-      if (stored && stored.version !== version) return 'conflict';
+      if (!stored) return 'gone';
+      if (stored.version !== version) return 'conflict';
       transaction.delete(this.key(id));
       return 'removed';
     });

@@ -1,6 +1,13 @@
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { cacheTtlSeconds, deadline, type SessionRecord } from '../session/record.js';
-import { StoreUnavailableError, type Loaded, type Store, type StoreToken, type WriteResult } from '../session/store.js';
+import {
+  StoreUnavailableError,
+  type Loaded,
+  type RemoveResult,
+  type Store,
+  type StoreToken,
+  type WriteResult,
+} from '../session/store.js';
 import { BackupQueue } from './backup-queue.js';
 import type { CacheToken, SessionCache } from './cache.js';
 import { jsonCodec, UndecodableSessionError, decodeWith, type Codec } from './codec.js';
@@ -130,10 +137,15 @@ export class GaeStore implements Store {
     return result;
   }
 
-  async remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'> {
+  async remove(id: string, token?: StoreToken): Promise<RemoveResult> {
     const tiered = token as TieredToken | undefined;
+    let absentFromCache = false;
     try {
-      if (tiered && 'cache' in tiered && (await this.#cache.delete(id, tiered.cache)) === 'conflict') return 'conflict';
+      if (tiered && 'cache' in tiered) {
+        const deleted = await this.#cache.delete(id, tiered.cache);
+        if (deleted === 'conflict') return 'conflict';
+        absentFromCache = deleted === 'absent';
+      }
       // Tombstone, then delete: a reader putting the session back either sees the tombstone,
       // or put it back before the delete, which then removes it.
       await this.#cache.bury(id, this.#timeoutSeconds);
@@ -143,12 +155,13 @@ export class GaeStore implements Store {
       this.#stale.note(id);
     }
     const datastore = this.#datastore;
-    if (datastore) {
-      this.#queue?.drop(id);
-      if (tiered && 'datastoreVersion' in tiered) return datastore.removeIf(id, tiered.datastoreVersion);
-      await datastore.delete(id);
-    }
-    return 'removed';
+    if (!datastore) return absentFromCache ? 'gone' : 'removed';
+    this.#queue?.drop(id);
+    if (tiered && 'datastoreVersion' in tiered) return datastore.removeIf(id, tiered.datastoreVersion);
+    // Gone from the cache (evicted, or ended): Datastore tells which, on this rare path only.
+    const existed = absentFromCache ? (await datastore.lookup(id)) !== undefined : true;
+    await datastore.delete(id);
+    return existed ? 'removed' : 'gone';
   }
 
   owned(owner: string, known?: SessionRecord): Promise<SessionRecord[]> {

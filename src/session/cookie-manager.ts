@@ -120,12 +120,13 @@ export class CookieManager {
     const outcome = await this.#committer.inLane(oldId, async (lane) => {
       const latest = lane.latest;
       if (latest && latest.record.version > draft.base.version) draft.rebase(latest.record, latest.token);
-      while ((await this.store.remove(oldId, draft.token)) === 'conflict') {
+      for (;;) {
+        const removed = await this.store.remove(oldId, draft.token);
+        if (removed !== 'conflict') return removed;
         const newer = await this.store.load(oldId);
         if (!newer) return 'gone';
         draft.rebase(newer.record, newer.token);
       }
-      return 'ended';
     });
     if (outcome === 'gone') {
       this.#clearCookie(exchange);

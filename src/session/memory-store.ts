@@ -1,6 +1,6 @@
 import { logId, silentLogger, type Logger } from './logger.js';
 import { isExpired, type SessionRecord } from './record.js';
-import type { Loaded, Store, StoreToken, WriteResult } from './store.js';
+import type { Loaded, RemoveResult, Store, StoreToken, WriteResult } from './store.js';
 
 export interface MemoryStoreOptions {
   /**
@@ -70,9 +70,10 @@ export class MemoryStore implements Store {
     return { status: 'stored', token: record };
   }
 
-  async remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'> {
-    const stored = this.#records.get(id);
-    if (token !== undefined && stored !== undefined && stored !== token) return 'conflict';
+  async remove(id: string, token?: StoreToken): Promise<RemoveResult> {
+    const stored = this.#live(id);
+    if (token !== undefined && stored === undefined) return 'gone';
+    if (token !== undefined && stored !== token) return 'conflict';
     this.#drop(id);
     return 'removed';
   }

@@ -13,6 +13,8 @@ export interface Loaded {
   source?: string | undefined;
 }
 
+export type RemoveResult = 'removed' | 'conflict' | 'gone';
+
 /** What a conditional write did: `conflict` — another write came first; `gone` — the session ended. */
 export type WriteResult = { status: 'stored'; token: StoreToken } | { status: 'conflict' } | { status: 'gone' };
 
@@ -36,9 +38,10 @@ export interface Store {
   write(record: SessionRecord, token: StoreToken | undefined): Promise<WriteResult>;
   /**
    * Ends a session in every tier, for good: no later read, put-back or late write brings the
-   * ID back. With a token, only if the session is unchanged since (`conflict` otherwise).
+   * ID back. With a token, only if the session is unchanged since (`conflict` otherwise), and
+   * `gone` when it had ended already (a rotation must not bring it back under a new ID).
    */
-  remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'>;
+  remove(id: string, token?: StoreToken): Promise<RemoveResult>;
   /**
    * The live sessions whose `owner` is this hash (see `ownerHash`), across instances. `known`
    * is one of them the caller holds already (the request's own session): it need not be read.

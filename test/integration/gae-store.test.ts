@@ -169,7 +169,8 @@ describe('The App Engine store against memcached and the Datastore emulator', { 
       assert.deepEqual(delta(), expected.add, `${expected.mode}: add`);
       if (expected.mode === 'async') {
         await gae.backend.gae!.flush();
-        assert.deepEqual(delta(), [0, 1], 'async: the new session is written after add resolved');
+        // The late first backup checks the tombstone first: it may land after a logout.
+        assert.deepEqual(delta(), [1, 1], 'async: the new session is written after add resolved');
       }
       const view = await gae.get(session.id);
       assert.ok(view);

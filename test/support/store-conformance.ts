@@ -227,6 +227,7 @@ export function describeStoreConformance(
         assert.ok(written.status === 'stored');
         assert.equal(await store.remove(first.id, written.token), 'removed');
         assert.equal(await store.load(first.id), undefined);
+        assert.equal(await store.remove(first.id, written.token), 'gone', 'a conditional remove says it had ended');
       }));
 
     it('rotates: a new ID with the same data and creation time, the old ID dead at once', () =>
