@@ -12,6 +12,12 @@ export interface LoadOptions {
   durationSeconds: number;
   /** Session cookies (`name=value`) sent round-robin, one per request; none: a new visitor. */
   cookies: string[];
+  /**
+   * Exactly this many requests instead of `durationSeconds` of them, every one answered (a
+   * timed run cuts off the requests in flight at its end, which the server may still count);
+   * stopped all the same after `durationSeconds`.
+   */
+  amount?: number;
 }
 
 export interface LoadResult {
@@ -22,18 +28,23 @@ export interface LoadResult {
   p99Ms: number;
   /** Responses that were not 2xx, plus connection errors and timeouts. */
   failures: number;
+  /** 2xx responses. */
+  ok: number;
+  /** A run of `amount` requests that had to be cut off after `durationSeconds`. */
+  stoppedEarly: boolean;
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as LoadOptions;
 const latencies: number[] = [];
 let next = 0;
+let stoppedEarly = false;
 
 const result = await new Promise<autocannon.Result>((resolve, reject) => {
   const instance = autocannon(
     {
       url: options.url,
       connections: options.connections,
-      duration: options.durationSeconds,
+      ...(options.amount ? { amount: options.amount } : { duration: options.durationSeconds }),
       requests: [
         {
           method: 'GET',
@@ -52,6 +63,13 @@ const result = await new Promise<autocannon.Result>((resolve, reject) => {
     },
   );
   instance.on('response', (_client, _status, _bytes, responseTime) => latencies.push(responseTime));
+  if (options.amount) {
+    const timer = setTimeout(() => {
+      stoppedEarly = true;
+      instance.stop();
+    }, options.durationSeconds * 1000);
+    instance.on('done', () => clearTimeout(timer));
+  }
 });
 
 latencies.sort((a, b) => a - b);
@@ -65,5 +83,7 @@ const output: LoadResult = {
   p50Ms: percentile(0.5),
   p99Ms: percentile(0.99),
   failures: result.non2xx + result.errors + result.timeouts,
+  ok: result['2xx'],
+  stoppedEarly,
 };
 process.stdout.write(JSON.stringify(output) + '\n');
