@@ -120,7 +120,9 @@ export function renderReport(results: Results): string {
       '| variant | CPU µs/req | ×bare | req/s | ×bare | p50 ms | p99 ms | round var. | failures |' +
         (contention ? ' lost updates | req/s ÷ spread |' : ''),
     );
-    lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |' + (contention ? ' ---: | ---: |' : ''));
+    lines.push(
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |' + (contention ? ' ---: | ---: |' : ''),
+    );
     for (const variant of VARIANTS) {
       const s = find(variant.name, scenario);
       if (!s) continue;
@@ -205,7 +207,7 @@ function ratios(results: Results, find: Find): string[] {
   const scenarios = LOADED.filter((s) => results.settings.scenarios.includes(s));
   if (scenarios.length === 0) return [];
   const lines = [
-    '### Ratios (same run; above 1 the first is ahead: by CPU, the second\'s CPU/req ÷ the first\'s; by req/s, the first\'s ÷ the second\'s)',
+    "### Ratios (same run; above 1 the first is ahead: by CPU, the second's CPU/req ÷ the first's; by req/s, the first's ÷ the second's)",
     '',
     `| ratio | ${scenarios.map((s) => `${s}: by CPU | ${s}: by req/s`).join(' | ')} |`,
     `| --- | ${scenarios.map(() => '---: | ---:').join(' | ')} |`,
@@ -259,7 +261,7 @@ function storeTraffic(results: Results, find: Find): string[] {
   }
   lines.push(
     '',
-    'Valkey\'s commandstats count the commands a script runs (inside EVALSHA or FCALL) besides the script itself; ' +
+    "Valkey's commandstats count the commands a script runs (inside EVALSHA or FCALL) besides the script itself; " +
       'the round-trip columns (MONITOR) count only what a client sent, with the script\'s commands after "in scripts".',
   );
   if (!results.settings.scenarios.includes('contention')) return lines;

@@ -105,7 +105,8 @@ async function compare(settings: Settings): Promise<void> {
   const ports = { memcached: services.memcached?.port, valkey: services.valkey?.port };
   const run = (server: ServerProcess, scenario: Scenario, round: number, seconds: number, amount?: number) => {
     const mine = cookies.get(server.variant.name);
-    const connections = scenario === 'returning' || scenario === 'new' ? settings.connections : settings.spreadConnections;
+    const connections =
+      scenario === 'returning' || scenario === 'new' ? settings.connections : settings.spreadConnections;
     const sessions: Record<Scenario, string[]> = {
       returning: mine?.returning ?? [],
       new: [],
@@ -207,9 +208,14 @@ async function compare(settings: Settings): Promise<void> {
   let purge: Results['purge'];
   if (services.emulator && clients.datastore) {
     log(`purge: inserting ${settings.purgeEntities} expired sessions`);
-    const server = await startServer(variantNamed('datastore'), env);
-    servers.push(server);
-    purge = await purgeThroughput(server, clients.datastore, settings.purgeEntities);
+    try {
+      const server = await startServer(variantNamed('datastore'), env);
+      servers.push(server);
+      purge = await purgeThroughput(server, clients.datastore, settings.purgeEntities);
+    } catch (error) {
+      log(`purge failed: ${oneLine(error)}`);
+      skipped.push(`purge (failed: ${oneLine(error)})`);
+    }
   } else skipped.push('purge (no Datastore emulator)');
 
   const results: Results = {
@@ -301,7 +307,8 @@ async function startServer(variant: Variant, env: Record<string, string>): Promi
     // What the server said as it died: its first error line (the stack follows it).
     const said = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n') : [];
     const first = said.find((line) => /^\w*Error\b/.test(line)) ?? said.filter(Boolean).at(-1);
-    throw new Error(`server did not start (${oneLine(error)})${first ? `: ${first.trim()}` : ''}`);
+    const where = path.relative(ROOT, logFile);
+    throw new Error(`server did not start: ${first ? first.trim() : oneLine(error)} (${where})`, { cause: error });
   }
 }
 
