@@ -18,6 +18,8 @@ export interface LoadOptions {
    * stopped all the same after `durationSeconds`.
    */
   amount?: number;
+  /** Read the visit count off every 2xx page (`contention`), to find counts shown twice. */
+  readCounts?: boolean;
 }
 
 export interface LoadResult {
@@ -32,12 +34,20 @@ export interface LoadResult {
   ok: number;
   /** A run of `amount` requests that had to be cut off after `durationSeconds`. */
   stoppedEarly: boolean;
+  /**
+   * With `readCounts`: 2xx pages that showed a count another page of the run had shown already.
+   * Each view shows the count it stored, so every one of them is an update lost.
+   */
+  repeatedCounts?: number;
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as LoadOptions;
 const latencies: number[] = [];
 let next = 0;
 let stoppedEarly = false;
+const shown = new Set<number>();
+let repeated = 0;
+const COUNT = /data-testid="visit-count">(\d+)</;
 
 const result = await new Promise<autocannon.Result>((resolve, reject) => {
   const instance = autocannon(
@@ -54,6 +64,16 @@ const result = await new Promise<autocannon.Result>((resolve, reject) => {
             const cookie = options.cookies[next++ % options.cookies.length];
             return cookie ? { ...request, headers: { ...request.headers, cookie } } : request;
           },
+          ...(options.readCounts
+            ? {
+                onResponse: (status: number, body: string) => {
+                  const count = status < 300 ? COUNT.exec(body)?.[1] : undefined;
+                  if (count === undefined) return;
+                  if (shown.has(Number(count))) repeated++;
+                  else shown.add(Number(count));
+                },
+              }
+            : {}),
         },
       ],
     },
@@ -85,5 +105,6 @@ const output: LoadResult = {
   failures: result.non2xx + result.errors + result.timeouts,
   ok: result['2xx'],
   stoppedEarly,
+  ...(options.readCounts ? { repeatedCounts: repeated } : {}),
 };
 process.stdout.write(JSON.stringify(output) + '\n');

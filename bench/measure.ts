@@ -33,8 +33,14 @@ export interface Contention {
   before: number;
   /** The count one more view showed after the run (that view counted too). */
   after: number;
-  /** Views counted by the run's 2xx responses that the final count does not hold (0: none lost). */
-  lostUpdates: number;
+  /**
+   * before + the run's 2xx views + 1 − after: views answered 2xx that the final count does not
+   * hold (lost updates) when positive; when negative, views counted though not answered 2xx
+   * (answered with an error after all, or cut off in flight).
+   */
+  deficit: number;
+  /** 2xx pages that showed a count another page had shown: each an update lost. */
+  repeatedCounts: number;
 }
 
 export interface RunTarget {
@@ -66,6 +72,7 @@ export async function measure(target: RunTarget): Promise<RunResult> {
     durationSeconds: target.seconds,
     cookies: target.cookies,
     ...(target.amount ? { amount: target.amount } : {}),
+    ...(contended ? { readCounts: true } : {}),
   });
   const after = await server.stats();
   const memcacheAfter = memcachedPort ? await memcachedStats(memcachedPort) : undefined;
@@ -74,7 +81,12 @@ export async function measure(target: RunTarget): Promise<RunResult> {
   if (contended && countBefore !== undefined) {
     const countAfter = await visitCount(`${server.url}/demo`, cookie);
     if (countAfter === undefined) throw new Error(`${server.variant.name}: the shared session was lost in the run`);
-    contention = { before: countBefore, after: countAfter, lostUpdates: countBefore + load.ok + 1 - countAfter };
+    contention = {
+      before: countBefore,
+      after: countAfter,
+      deficit: countBefore + load.ok + 1 - countAfter,
+      repeatedCounts: load.repeatedCounts ?? 0,
+    };
   }
   return {
     variant: server.variant.name,

@@ -20,7 +20,7 @@ import {
 } from '../test/support/services.js';
 import { buildServers } from './build.js';
 import { readOnlyCounts, storedBytes, type Backends } from './counts.js';
-import { measure, type RunResult, type Scenario } from './measure.js';
+import { measure, type Contention, type RunResult, type Scenario } from './measure.js';
 import { profileHotPath } from './profile.js';
 import { purgeThroughput } from './purge.js';
 import { renderReport, type Results } from './report.js';
@@ -133,16 +133,6 @@ async function compare(settings: Settings): Promise<void> {
     failed.add(server);
   };
 
-  log(`warm-up: ${settings.warmupSeconds} s per variant and scenario`);
-  for (const server of servers) {
-    try {
-      for (const scenario of settings.scenarios.filter((s) => s !== 'contention'))
-        await run(server, scenario, 0, settings.warmupSeconds);
-    } catch (error) {
-      fail(server, error);
-    }
-  }
-
   const runs: RunResult[] = [];
   for (let round = 1; round <= settings.rounds; round++) {
     // Interleaved: every variant once per round, every other round in reverse order (and each
@@ -154,16 +144,23 @@ async function compare(settings: Settings): Promise<void> {
     for (const server of order) {
       if (failed.has(server)) continue;
       try {
+        // A warm-up right before the measured runs: after minutes idle (while the other
+        // variants ran) a server's first second costs more, its heap shrunk back by V8. The
+        // first round also warms up the new visitor's page.
+        const warmUps: Scenario[] = settings.scenarios.filter((s) => s === 'returning' || s === 'spread').slice(0, 1);
+        if (round === 1 && settings.scenarios.includes('new')) warmUps.push('new');
+        for (const scenario of warmUps.length > 0 ? warmUps : settings.scenarios.slice(0, 1))
+          await run(server, scenario, 0, settings.warmupSeconds);
         let spreadRps: number | undefined;
         for (const scenario of settings.scenarios) {
           // Contention sends as many requests as spread served in the same time (an exact
           // number, so none is cut off in flight and every 2xx view must be in the count);
-          // it is stopped after four times that time all the same.
+          // it is cut off after ten times that time all the same.
           const amount =
             scenario === 'contention'
               ? Math.max(settings.spreadConnections * 4, Math.round((spreadRps ?? 100) * settings.seconds))
               : undefined;
-          const seconds = scenario === 'contention' ? Math.max(10, settings.seconds * 4) : settings.seconds;
+          const seconds = scenario === 'contention' ? Math.max(15, settings.seconds * 10) : settings.seconds;
           const result = await run(server, scenario, round, seconds, amount);
           if (scenario === 'spread') spreadRps = result.load.requestsPerSecond;
           runs.push(result);
@@ -173,7 +170,7 @@ async function compare(settings: Settings): Promise<void> {
               `${(result.cpuMicros / Math.max(1, result.load.requests)).toFixed(0).padStart(5)} µs CPU/req ` +
               `${result.load.requestsPerSecond.toFixed(0).padStart(6)} req/s` +
               (result.load.failures > 0 ? `  ${result.load.failures} FAILED` : '') +
-              (c ? `  count ${c.before} → ${c.after}, ${c.lostUpdates} lost` : '') +
+              (c ? `  count ${c.before} → ${c.after}: ${lostNote(c)}` : '') +
               (result.load.stoppedEarly ? '  (cut off)' : ''),
           );
         }
@@ -196,7 +193,7 @@ async function compare(settings: Settings): Promise<void> {
   const stored = (v: Variant): boolean => v.needs.memcached || v.needs.datastore || v.needs.valkey;
   for (const variant of variants.filter((v) => v.kind === 'app' && stored(v) && bytes[v.name])) {
     try {
-      const server = await startServer(variant, { ...env, BENCH_READ_ROUTE: '1' });
+      const server = await startServer(variant, { ...env, BENCH_READ_ROUTE: '1' }, '-counts');
       servers.push(server);
       readOnly[variant.name] = await readOnlyCounts(server, ports);
       servers.splice(servers.indexOf(server), 1);
@@ -209,7 +206,7 @@ async function compare(settings: Settings): Promise<void> {
   if (services.emulator && clients.datastore) {
     log(`purge: inserting ${settings.purgeEntities} expired sessions`);
     try {
-      const server = await startServer(variantNamed('datastore'), env);
+      const server = await startServer(variantNamed('datastore'), env, '-purge');
       servers.push(server);
       purge = await purgeThroughput(server, clients.datastore, settings.purgeEntities);
     } catch (error) {
@@ -298,8 +295,8 @@ async function startServices(variants: Variant[], skipped: string[]): Promise<Re
   return env;
 }
 
-async function startServer(variant: Variant, env: Record<string, string>): Promise<ServerProcess> {
-  const logFile = path.join(RESULTS, 'logs', `${variant.name}.log`);
+async function startServer(variant: Variant, env: Record<string, string>, phase = ''): Promise<ServerProcess> {
+  const logFile = path.join(RESULTS, 'logs', `${variant.name}${phase}.log`);
   rmSync(logFile, { force: true });
   try {
     return await new ServerProcess(variant, { ...env, PORT: String(await freePort()) }, { logFile }).ready();
@@ -344,6 +341,15 @@ function pinningNote(): string {
     case 'one core':
       return 'NOT pinned: one core only, servers and load generator share it';
   }
+}
+
+function lostNote(c: Contention): string {
+  const lost = Math.max(c.deficit, c.repeatedCounts);
+  return (
+    `${lost} lost` +
+    (c.deficit < 0 ? `, ${-c.deficit} counted beyond the 2xx views` : '') +
+    (c.repeatedCounts > 0 ? `, ${c.repeatedCounts} counts shown twice` : '')
+  );
 }
 
 function oneLine(error: unknown): string {
