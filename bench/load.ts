@@ -45,10 +45,12 @@ const options = JSON.parse(process.argv[2] ?? '{}') as LoadOptions;
 const latencies: number[] = [];
 let next = 0;
 let stoppedEarly = false;
+let lastResponseAt = 0;
 const shown = new Set<number>();
 let repeated = 0;
 const COUNT = /data-testid="visit-count">(\d+)</;
 
+const startedAt = performance.now();
 const result = await new Promise<autocannon.Result>((resolve, reject) => {
   const instance = autocannon(
     {
@@ -82,7 +84,10 @@ const result = await new Promise<autocannon.Result>((resolve, reject) => {
       else resolve(done);
     },
   );
-  instance.on('response', (_client, _status, _bytes, responseTime) => latencies.push(responseTime));
+  instance.on('response', (_client, _status, _bytes, responseTime) => {
+    latencies.push(responseTime);
+    lastResponseAt = performance.now();
+  });
   if (options.amount) {
     const timer = setTimeout(() => {
       stoppedEarly = true;
@@ -95,7 +100,9 @@ const result = await new Promise<autocannon.Result>((resolve, reject) => {
 latencies.sort((a, b) => a - b);
 const percentile = (p: number): number =>
   latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0;
-const seconds = result.duration;
+// autocannon ends a run of `amount` requests at its next whole-second tick, not at the last
+// response: time such a run up to its last response.
+const seconds = options.amount && lastResponseAt > 0 ? (lastResponseAt - startedAt) / 1000 : result.duration;
 const output: LoadResult = {
   requests: result.requests.total,
   seconds,
