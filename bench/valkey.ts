@@ -72,6 +72,8 @@ export class ValkeyServer {
   async stop(): Promise<void> {
     const child = this.#child;
     if (!child || child.exitCode !== null) return;
+    // Unref'd so that it never keeps the bench alive; waiting for its exit must.
+    child.ref();
     const exited = new Promise((resolve) => child.once('exit', resolve));
     this.#kill();
     await exited;
