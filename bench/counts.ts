@@ -1,21 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import type { Datastore } from '@google-cloud/datastore';
+import type { Redis } from 'iovalkey';
 import type memjs from 'memjs';
 import { memcacheCommands, memcachedStats, type MemcacheCommands } from './memcached-stats.js';
 import { subtract } from './measure.js';
 import type { ServerProcess } from './server-process.js';
+import { watchRoundTrips, type ValkeyTrips } from './valkey.js';
 import { logIn, visitCount } from './visitors.js';
 
 /** Where each variant keeps a session, to weigh what it stores. */
 export interface Backends {
   memcache: memjs.Client | undefined;
   datastore: Datastore | undefined;
+  valkey: Redis | undefined;
 }
 
-/** Bytes one stored session takes: the memcache item's value and the Datastore entity's payload. */
+/** Bytes one stored session takes: the memcache item's value, the Valkey value and the Datastore entity's payload. */
 export interface StoredBytes {
   memcache: number | undefined;
   datastore: number | undefined;
+  valkey?: number | undefined;
 }
 
 /** What one logged-in session of this variant occupies (read right after login and one view). */
@@ -32,7 +36,25 @@ export async function storedBytes(variant: string, cookie: string, backends: Bac
     if (typeof value === 'string') return Buffer.byteLength(value);
     return Buffer.isBuffer(value) ? value.length : undefined;
   };
+  const valkey = async (key: string): Promise<number | undefined> => {
+    const client = backends.valkey;
+    if (!client) return undefined;
+    const type = await client.type(key);
+    if (type === 'string') return client.strlen(key);
+    if (type !== 'hash') return undefined;
+    const fields = await client.hgetall(key);
+    return Object.entries(fields).reduce((n, [f, v]) => n + Buffer.byteLength(f) + Buffer.byteLength(v), 0);
+  };
   switch (variant) {
+    case 'valkey':
+      return { memcache: undefined, valkey: await valkey(appKey(id)), datastore: undefined };
+    case 'valkey-sync':
+    case 'valkey-async':
+      return { memcache: undefined, valkey: await valkey(appKey(id)), datastore: await entity(appKind(), 'val') };
+    case 'es-redis':
+      return { memcache: undefined, valkey: await valkey(`sess:${id}`), datastore: undefined };
+    case 'iovalkey':
+      return { memcache: undefined, valkey: await valkey(id), datastore: undefined };
     case 'memcache':
       return { memcache: await item(appKey(id)), datastore: undefined };
     case 'memcache-sync':
@@ -46,7 +68,7 @@ export async function storedBytes(variant: string, cookie: string, backends: Bac
     case 'es-datastore':
       return { memcache: undefined, datastore: await entity('express-sessions', 'data') };
     default:
-      return { memcache: undefined, datastore: undefined };
+      return { memcache: undefined, valkey: undefined, datastore: undefined };
   }
 }
 
@@ -59,34 +81,48 @@ function sessionId(cookie: string): string {
   return value.startsWith('s:') ? value.slice(2, value.lastIndexOf('.')) : value;
 }
 
-/** Store traffic of a view that only reads the session (bench/server.ts `/bench/read`). */
+/** Store traffic of a view that only reads the session (bench/server.ts `/bench/read`), and Valkey's of a counted one. */
 export interface ReadOnlyCounts {
   views: number;
   /** memcache commands per view. */
   memcache: MemcacheCommands | undefined;
   /** Datastore RPCs per view, by method (`commit` is a write), including writes flushed at shutdown. */
   datastore: Record<string, number>;
+  /** Valkey round trips per read-only view (MONITOR: commands a client sent; those a script ran apart). */
+  valkey?: ValkeyTrips | undefined;
+  /** The same per counted view (`GET /demo`, one after another: no contention). */
+  valkeyCounted?: ValkeyTrips | undefined;
 }
 
 /**
- * Logs in, counts one view, waits until the store is idle (asynchronous writes done), then
- * sends `views` read-only views one after another and stops the server, so that writes a
- * store would defer are counted too.
+ * Logs in, counts one view, (with Valkey: watches `views` counted views one after another,)
+ * waits until the store is idle (asynchronous writes done), then sends `views` read-only views
+ * one after another and stops the server, so that writes a store would defer are counted too.
  */
 export async function readOnlyCounts(
   server: ServerProcess,
-  memcachedPort: number | undefined,
+  ports: { memcached: number | undefined; valkey: number | undefined },
   views = 100,
 ): Promise<ReadOnlyCounts> {
   const cookie = await logIn(server.url, `reader-${randomBytes(3).toString('hex')}`);
   if ((await visitCount(`${server.url}/demo`, cookie)) !== 1) throw new Error(`${server.variant.name}: login failed`);
+  const valkeyPort = server.variant.needs.valkey ? ports.valkey : undefined;
+  const valkeyCounted = valkeyPort
+    ? await watchRoundTrips(valkeyPort, async () => {
+        for (let i = 0; i < views; i++) await visitCount(`${server.url}/demo`, cookie);
+      })
+    : undefined;
   const before = await untilIdle(server);
+  const memcachedPort = server.variant.needs.memcached ? ports.memcached : undefined;
   const statsBefore = memcachedPort ? await memcachedStats(memcachedPort) : undefined;
-  for (let i = 0; i < views; i++) {
-    const response = await fetch(`${server.url}/bench/read`, { headers: { cookie } });
-    const text = await response.text();
-    if (!text.startsWith('session')) throw new Error(`${server.variant.name}: read-only view lost the session`);
-  }
+  const readViews = async (): Promise<void> => {
+    for (let i = 0; i < views; i++) {
+      const response = await fetch(`${server.url}/bench/read`, { headers: { cookie } });
+      const text = await response.text();
+      if (!text.startsWith('session')) throw new Error(`${server.variant.name}: read-only view lost the session`);
+    }
+  };
+  const valkeyRead = valkeyPort ? await watchRoundTrips(valkeyPort, readViews) : (await readViews(), undefined);
   const statsAfter = memcachedPort ? await memcachedStats(memcachedPort) : undefined;
   const after = await server.stop();
   if (!after) throw new Error(`${server.variant.name}: no final stats`);
@@ -95,6 +131,16 @@ export async function readOnlyCounts(
     views,
     memcache: commands && (perEach(commands, views) as unknown as MemcacheCommands),
     datastore: perEach(subtract(after.datastore, before.datastore), views),
+    valkey: valkeyRead && tripsPerView(valkeyRead, views),
+    valkeyCounted: valkeyCounted && tripsPerView(valkeyCounted, views),
+  };
+}
+
+function tripsPerView(trips: ValkeyTrips, views: number): ValkeyTrips {
+  return {
+    roundTrips: trips.roundTrips / views,
+    byCommand: perEach(trips.byCommand, views),
+    inScripts: perEach(trips.inScripts, views),
   };
 }
 

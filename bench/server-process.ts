@@ -10,9 +10,18 @@ export const ROOT = path.resolve(here, '..');
 
 /** `taskset -c <cpu>` where taskset exists and the machine has a second core; else nothing. */
 export function pinTo(cpu: number): string[] {
+  return pinning() === 'pinned' ? ['taskset', '-c', String(cpu)] : [];
+}
+
+let pinned: 'pinned' | 'no taskset' | 'one core' | undefined;
+
+/** Whether processes can be pinned to a core here, and if not, why. */
+export function pinning(): 'pinned' | 'no taskset' | 'one core' {
+  if (pinned) return pinned;
   const cores = Number(spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()) || 1;
-  if (cores < 2 || spawnSync('sh', ['-c', 'command -v taskset']).status !== 0) return [];
-  return ['taskset', '-c', String(cpu)];
+  if (cores < 2) pinned = 'one core';
+  else pinned = spawnSync('sh', ['-c', 'command -v taskset']).status === 0 ? 'pinned' : 'no taskset';
+  return pinned;
 }
 
 export interface CpuAndCalls {

@@ -15,6 +15,7 @@ import { countDatastoreCalls, datastoreCalls } from './datastore-calls.js';
 import { bareApp } from './reference/bare.js';
 import { expressSessionApp, type ExpressSessionStore } from './reference/express-session.js';
 import { memjsApp } from './reference/memjs-lower-bound.js';
+import { iovalkeyApp } from './reference/valkey-lower-bound.js';
 import { variantNamed } from './variants.js';
 
 export type ServerMessage =
@@ -25,6 +26,7 @@ export type ParentMessage = { type: 'stats' } | { type: 'stop' };
 countDatastoreCalls();
 const variant = variantNamed(process.argv[2] ?? '');
 const memcacheServers = process.env['MEMCACHE_SERVERS'] ?? '127.0.0.1:11211';
+const valkeyUrl = process.env['VALKEY_URL'] ?? 'redis://127.0.0.1:6379';
 let close = async (): Promise<void> => {};
 
 async function build(): Promise<Express> {
@@ -32,10 +34,15 @@ async function build(): Promise<Express> {
     case 'bare':
       return bareApp();
     case 'express-session':
-      return expressSessionApp(process.env['BENCH_ES_STORE'] as ExpressSessionStore, memcacheServers);
+      return expressSessionApp(process.env['BENCH_ES_STORE'] as ExpressSessionStore, { memcacheServers, valkeyUrl });
     case 'memjs': {
       const built = memjsApp(memcacheServers);
       close = async () => built.close();
+      return built.app;
+    }
+    case 'iovalkey': {
+      const built = iovalkeyApp(valkeyUrl);
+      close = built.close;
       return built.app;
     }
     case 'app': {

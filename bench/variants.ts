@@ -2,7 +2,7 @@
  * The servers the benchmark compares. Each runs in its own process (bench/server.ts), so its
  * CPU time is its own; `kind` says which code serves it, `env` how it is configured.
  */
-export type VariantKind = 'bare' | 'app' | 'express-session' | 'memjs';
+export type VariantKind = 'bare' | 'app' | 'express-session' | 'memjs' | 'iovalkey';
 
 export interface Variant {
   /** Short stable name, used on the command line (BENCH_ONLY) and in result files. */
@@ -11,10 +11,14 @@ export interface Variant {
   kind: VariantKind;
   /** Extra environment for the server process. */
   env: Record<string, string>;
-  needs: { memcached: boolean; datastore: boolean };
+  /** The servers it needs; the run skips it, with a note, where one cannot be started. */
+  needs: { memcached: boolean; datastore: boolean; valkey: boolean };
 }
 
-const none = { memcached: false, datastore: false };
+const none = { memcached: false, datastore: false, valkey: false };
+const memcached = { ...none, memcached: true };
+const valkey = { ...none, valkey: true };
+const datastore = { ...none, datastore: true };
 
 export const VARIANTS: readonly Variant[] = [
   { name: 'bare', label: 'bare Express + ejs (no session)', kind: 'bare', env: {}, needs: none },
@@ -24,28 +28,49 @@ export const VARIANTS: readonly Variant[] = [
     label: 'app, memcache only',
     kind: 'app',
     env: { SESSION_STORE: 'memcache', SESSION_DATASTORE: 'off' },
-    needs: { memcached: true, datastore: false },
+    needs: memcached,
   },
   {
     name: 'memcache-sync',
     label: 'app, memcache + Datastore sync',
     kind: 'app',
     env: { SESSION_STORE: 'memcache', SESSION_DATASTORE: 'sync' },
-    needs: { memcached: true, datastore: true },
+    needs: { ...memcached, datastore: true },
   },
   {
     name: 'memcache-async',
     label: 'app, memcache + Datastore async',
     kind: 'app',
     env: { SESSION_STORE: 'memcache', SESSION_DATASTORE: 'async' },
-    needs: { memcached: true, datastore: true },
+    needs: { ...memcached, datastore: true },
+  },
+  {
+    name: 'valkey',
+    label: 'app, Valkey only',
+    kind: 'app',
+    env: { SESSION_STORE: 'valkey', SESSION_DATASTORE: 'off' },
+    needs: valkey,
+  },
+  {
+    name: 'valkey-sync',
+    label: 'app, Valkey + Datastore sync',
+    kind: 'app',
+    env: { SESSION_STORE: 'valkey', SESSION_DATASTORE: 'sync' },
+    needs: { ...valkey, datastore: true },
+  },
+  {
+    name: 'valkey-async',
+    label: 'app, Valkey + Datastore async',
+    kind: 'app',
+    env: { SESSION_STORE: 'valkey', SESSION_DATASTORE: 'async' },
+    needs: { ...valkey, datastore: true },
   },
   {
     name: 'datastore',
     label: 'app, Datastore only',
     kind: 'app',
     env: { SESSION_STORE: 'datastore' },
-    needs: { memcached: false, datastore: true },
+    needs: datastore,
   },
   {
     name: 'es-memory',
@@ -59,21 +84,35 @@ export const VARIANTS: readonly Variant[] = [
     label: 'express-session + connect-memcached',
     kind: 'express-session',
     env: { BENCH_ES_STORE: 'memcached' },
-    needs: { memcached: true, datastore: false },
+    needs: memcached,
+  },
+  {
+    name: 'es-redis',
+    label: 'express-session + connect-redis (iovalkey)',
+    kind: 'express-session',
+    env: { BENCH_ES_STORE: 'redis' },
+    needs: valkey,
   },
   {
     name: 'es-datastore',
     label: 'express-session + connect-datastore',
     kind: 'express-session',
     env: { BENCH_ES_STORE: 'datastore' },
-    needs: { memcached: false, datastore: true },
+    needs: datastore,
   },
   {
     name: 'memjs',
     label: 'hand-written cookie + memjs get/set',
     kind: 'memjs',
     env: {},
-    needs: { memcached: true, datastore: false },
+    needs: memcached,
+  },
+  {
+    name: 'iovalkey',
+    label: 'hand-written cookie + iovalkey GET/SET',
+    kind: 'iovalkey',
+    env: {},
+    needs: valkey,
   },
 ];
 
