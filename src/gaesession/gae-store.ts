@@ -88,7 +88,8 @@ export class GaeStore implements Store {
 
   async load(id: string): Promise<Loaded | undefined> {
     let cacheDown = false;
-    for (let attempt = 1; attempt <= 2; attempt++) {
+    let record: SessionRecord | undefined;
+    for (let attempt = 1; attempt <= 2 && !cacheDown; attempt++) {
       try {
         const hit = await this.#readCache(id);
         if (hit) return hit;
@@ -96,17 +97,16 @@ export class GaeStore implements Store {
         if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
         cacheDown = true;
       }
-      const record = await this.#readDatastore(id);
+      record = await this.#readDatastore(id);
       if (!record) return undefined;
-      if (cacheDown) {
-        const source = `Datastore (${this.#cache.name} unreachable)`;
-        return { record, token: { datastoreVersion: record.version } satisfies TieredToken, source };
-      }
+      if (cacheDown) break;
       const putBack = await this.#putBack(record);
       if (putBack !== 'taken') return putBack;
       // Another request put it back (or wrote it) first: read the cache again.
     }
-    return undefined;
+    // The cache is away, or busy changing hands: the session was read all the same.
+    const source = `Datastore (${this.#cache.name} ${cacheDown ? 'unreachable' : 'busy'})`;
+    return record && { record, token: { datastoreVersion: record.version } satisfies TieredToken, source };
   }
 
   async write(record: SessionRecord, token: StoreToken | undefined): Promise<WriteResult> {
@@ -116,6 +116,8 @@ export class GaeStore implements Store {
     const ttl = cacheTtlSeconds(record, this.#now());
     let result: WriteResult;
     try {
+      // A copy older than a write this instance made in Datastore must not take a write.
+      await this.#stale.drop(this.#cache, record.id);
       if (!tiered) {
         const cas = await this.#cache.add(record.id, value, ttl);
         if (!cas) return { status: 'conflict' };
@@ -140,6 +142,7 @@ export class GaeStore implements Store {
   async remove(id: string, token?: StoreToken): Promise<RemoveResult> {
     const tiered = token as TieredToken | undefined;
     let absentFromCache = false;
+    let buried = true;
     try {
       if (tiered && 'cache' in tiered) {
         const deleted = await this.#cache.delete(id, tiered.cache);
@@ -153,15 +156,24 @@ export class GaeStore implements Store {
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
       this.#stale.note(id);
+      buried = false;
     }
     const datastore = this.#datastore;
     if (!datastore) return absentFromCache ? 'gone' : 'removed';
     this.#queue?.drop(id);
-    if (tiered && 'datastoreVersion' in tiered) return datastore.removeIf(id, tiered.datastoreVersion);
-    // Gone from the cache (evicted, or ended): Datastore tells which, on this rare path only.
-    const existed = absentFromCache ? (await datastore.lookup(id)) !== undefined : true;
-    await datastore.delete(id);
-    return existed ? 'removed' : 'gone';
+    try {
+      if (tiered && 'datastoreVersion' in tiered) return await datastore.removeIf(id, tiered.datastoreVersion);
+      // Gone from the cache (evicted, or ended): Datastore tells which, on this rare path only.
+      const existed = absentFromCache ? (await datastore.lookup(id)) !== undefined : true;
+      await datastore.delete(id);
+      return existed ? 'removed' : 'gone';
+    } catch (error) {
+      // The tombstone outlives the entity's `exp`, and every read and backup honours it: the
+      // logout holds, and the purge deletes the entity in time.
+      if (!buried || !(error instanceof StoreUnavailableError)) throw error;
+      this.#logger.warn('ended session left in Datastore until it expires', { sessionId: logId(id) });
+      return 'removed';
+    }
   }
 
   owned(owner: string, known?: SessionRecord): Promise<SessionRecord[]> {
@@ -258,14 +270,31 @@ export class GaeStore implements Store {
     return { record, token: { cache: cas } satisfies TieredToken, source };
   }
 
-  /** A write while the cache is away: conditional on the Datastore version the record was built on. */
+  /**
+   * A write while the cache is away, conditional on the Datastore version the record was built
+   * on. If the cache answers again, the record goes back into it (its old copy dropped first),
+   * so the next write is a cache write again and the session leaves Datastore-only mode.
+   */
   async #writeDatastore(record: SessionRecord, baseVersion: number | undefined): Promise<WriteResult> {
     const datastore = this.#datastore;
     if (!datastore) throw new StoreUnavailableError(`${this.#cache.name} unavailable and Datastore is off`);
     this.#stale.note(record.id);
     const status = await datastore.writeIf(record, baseVersion);
     if (status !== 'stored') return { status };
-    return { status, token: { datastoreVersion: record.version } satisfies TieredToken };
+    const back = await this.#backInCache(record);
+    return { status, token: back ?? ({ datastoreVersion: record.version } satisfies TieredToken) };
+  }
+
+  /** Puts a record just written to Datastore into the cache again, if the cache answers. */
+  async #backInCache(record: SessionRecord): Promise<TieredToken | undefined> {
+    try {
+      await this.#stale.drop(this.#cache, record.id);
+      const loaded = await this.#putBack(record);
+      return loaded && loaded !== 'taken' && 'cache' in loaded.token ? (loaded.token as TieredToken) : undefined;
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+      return undefined;
+    }
   }
 
   /**

@@ -136,12 +136,15 @@ export interface BackendOptions {
 export type CacheServer = string | { valkeyUrl: string; cluster: boolean };
 
 /** A store built the way src/app/sessions.ts builds it, on the given cache server. */
-export function makeBackend(mode: StoreMode, cacheAddress: CacheServer | undefined, options: BackendOptions = {}): TestBackend {
+export function makeBackend(
+  mode: StoreMode,
+  cacheAddress: CacheServer | undefined,
+  options: BackendOptions = {},
+): TestBackend {
   const logger = options.logger ?? silentLogger;
   const datastore = mode === 'off' ? undefined : new Datastore({ projectId: PROJECT_ID });
   const tier =
-    datastore &&
-    new DatastoreTier({ datastore, codec: jsonCodec, kind: options.kind, logger, ...options.datastore });
+    datastore && new DatastoreTier({ datastore, codec: jsonCodec, kind: options.kind, logger, ...options.datastore });
   const closeClients = async (): Promise<void> => {
     for (const client of datastore?.clients_.values() ?? []) await Promise.resolve(client.close() as unknown);
   };
@@ -340,7 +343,8 @@ export interface ServerProcess {
 }
 
 /** The checkout whose server is started: this one, or RELIABILITY_ROOT (to show a test failing on older code). */
-const serverRoot = process.env['RELIABILITY_ROOT'] ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const serverRoot =
+  process.env['RELIABILITY_ROOT'] ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /**
  * Starts `node --import tsx src/app/server.ts` on a free port with `env` over this process's
@@ -360,7 +364,13 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
   const base = `http://127.0.0.1:${port}`;
   const until = Date.now() + 30_000;
   for (;;) {
-    if (await request(base, '/demo').then(() => true, () => false)) break;
+    if (
+      await request(base, '/demo').then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
     if (Date.now() > until || child.exitCode !== null) {
       child.kill('SIGKILL');
       throw new Error(`server did not start: ${output}`);
