@@ -8,9 +8,9 @@ import express, { type Express } from 'express';
 import { createApp } from '../src/app/app.js';
 import { loadConfig } from '../src/app/config.js';
 import { createLogger } from '../src/app/logging.js';
-import { createSessionStore } from '../src/app/sessions.js';
-import { sessionMiddleware } from '../src/session/middleware.js';
-import type { Manager } from '../src/session/manager.js';
+import { createSessionBackend } from '../src/app/sessions.js';
+import { sessionMiddleware } from '../src/express/middleware.js';
+import type { CookieManager } from '../src/session/cookie-manager.js';
 import { countDatastoreCalls, datastoreCalls } from './datastore-calls.js';
 import { bareApp } from './reference/bare.js';
 import { expressSessionApp, type ExpressSessionStore } from './reference/express-session.js';
@@ -49,9 +49,9 @@ async function build(): Promise<Express> {
       // What src/app/server.ts does, minus the signal handling: the parent stops us over IPC.
       const config = loadConfig(process.env);
       const logger = createLogger({ json: false, level: config.logLevel });
-      const { store, purge } = await createSessionStore(config, logger);
-      const { app, manager } = createApp({ config, store, purge, logger });
-      close = () => manager.close();
+      const backend = createSessionBackend(config, logger);
+      const { app, manager } = createApp({ config, store: backend.store, purge: backend.purge, logger });
+      close = () => backend.close();
       return process.env['BENCH_READ_ROUTE'] === '1' ? withReadRoute(app, manager) : app;
     }
   }
@@ -61,11 +61,11 @@ async function build(): Promise<Express> {
  * For the per-view counts only: a page that reads the session and changes nothing (the demo
  * counts every view, so it has none), served by the same manager as the app.
  */
-function withReadRoute(app: Express, manager: Manager): Express {
+function withReadRoute(app: Express, manager: CookieManager): Express {
   const outer = express();
   outer.get('/bench/read', sessionMiddleware(manager), async (req, res) => {
     const session = await req.sessions.get();
-    res.type('text/plain').send(session ? `session ${session.version}\n` : 'none\n');
+    res.type('text/plain').send(session ? `session ${session.accessed.getTime()}\n` : 'none\n');
   });
   outer.use(app);
   return outer;

@@ -20,9 +20,21 @@ export function pageApp(): Express {
   return app;
 }
 
-/** The logged-in page (userName set) or the login form, rendered as the demo renders it. */
+/**
+ * The logged-in page (userName set) or the login form, rendered as the demo renders it: with
+ * the same session facts (one browser, idle end, deadline), so the page costs the same.
+ */
 export function renderPage(res: Response, state: { userName?: string; count?: number } = {}): void {
-  renderDemoPage(res, PASSWORD, state);
+  if (state.userName === undefined) {
+    renderDemoPage(res, PASSWORD, state);
+    return;
+  }
+  const now = Date.now();
+  const expires = new Date(now + 1800_000);
+  const deadline = new Date(now + 86_400_000);
+  const created = new Date(now);
+  const sessions = [{ label: 'abcdef…', created, accessed: created, expires, deadline, current: true }];
+  renderDemoPage(res, PASSWORD, { ...state, sessions, expires, deadline, storeDescription: 'elsewhere' });
 }
 
 /** The form fields of a login post. */
