@@ -7,7 +7,8 @@ import { logId, silentLogger, type Logger } from '../session/logger.js';
 import type { HttpExchange, SessionSummary } from '../session/manager.js';
 import type { Attributes } from '../session/record.js';
 import { Session } from '../session/session.js';
-import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
+import { StoreUnavailableError } from '../session/store.js';
+import { saveBeforeEnd } from './save-before-end.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -240,48 +241,4 @@ export function sessionMiddleware(manager: CookieManager, options: SessionMiddle
     req.sessions = new RequestSession(manager, req, res, logger);
     next();
   };
-}
-
-/**
- * Holds `res.end` back until the session is saved. Express's `send`, `render`, `json` and
- * `redirect` all finish through `end` before headers go out, so a failed save still turns the
- * response into an error instead of a page showing state that was not kept.
- */
-function saveBeforeEnd(res: Response, sessions: RequestSession, logger: Logger): void {
-  const end = res.end.bind(res) as (...args: unknown[]) => Response;
-  res.end = ((...args: unknown[]): Response => {
-    if (!sessions.hasPendingSave) return end(...args);
-    sessions.save().then(
-      (outcome) => {
-        if (outcome === 'saved') return end(...args);
-        return replaceAnswer(res, end, 409, 'Your session ended before this change could be saved.');
-      },
-      (error: unknown) => {
-        logger.error('session not saved', { error: String(error) });
-        const known = error instanceof SessionTooLargeError || error instanceof StoreUnavailableError;
-        const status = error instanceof StoreUnavailableError ? 503 : 500;
-        return replaceAnswer(
-          res,
-          end,
-          status,
-          known ? `Your session could not be saved: ${error.message}` : 'Your session could not be saved.',
-        );
-      },
-    );
-    return res;
-  }) as Response['end'];
-}
-
-function replaceAnswer(
-  res: Response,
-  end: (...args: unknown[]) => Response,
-  status: number,
-  message: string,
-): Response {
-  if (res.headersSent) return end();
-  for (const header of ['Content-Length', 'Content-Type', 'ETag', 'Location']) res.removeHeader(header);
-  res.statusCode = status;
-  if (status === 503) res.setHeader('Retry-After', '1');
-  res.setHeader('Content-Type', 'text/plain; charset=utf-8');
-  return end(message + '\n');
 }

@@ -8,15 +8,14 @@ import {
   type StoreToken,
   type WriteResult,
 } from '../session/store.js';
-import { BackupQueue } from './backup-queue.js';
+import { DatastoreBackup, type DatastoreWrites } from './backup.js';
 import type { CacheToken, SessionCache } from './cache.js';
 import { jsonCodec, UndecodableSessionError, decodeWith, type Codec } from './codec.js';
 import type { DatastoreTier } from './datastore.js';
 import { OwnerIndex } from './owner-index.js';
 import { StaleCopies } from './stale-copies.js';
 
-/** When the Datastore copy of a cached session is written: before the response, or after it. */
-export type DatastoreWrites = 'sync' | 'async';
+export type { DatastoreWrites } from './backup.js';
 
 export interface GaeStoreOptions {
   /** The cache tier: memcache (MemcacheCache) or Valkey (ValkeyCache). */
@@ -56,7 +55,7 @@ type TieredToken = { cache: CacheToken } | { datastoreVersion: number };
 export class GaeStore implements Store {
   readonly #cache: SessionCache;
   readonly #datastore: DatastoreTier | undefined;
-  readonly #queue: BackupQueue | undefined;
+  readonly #backup: DatastoreBackup | undefined;
   readonly #timeoutSeconds: number;
   readonly #codec: Codec;
   readonly #closeGraceMs: number;
@@ -74,15 +73,16 @@ export class GaeStore implements Store {
     this.#logger = options.logger ?? silentLogger;
     this.#now = options.now ?? Date.now;
     const datastore = this.#datastore;
-    if (datastore && options.datastoreWrites === 'async') {
-      this.#queue = new BackupQueue({
-        // Even a new session's backup checks for a tombstone: it may land after a logout.
-        write: (record) => this.#backupNow(datastore, record, false),
+    this.#backup =
+      datastore &&
+      new DatastoreBackup({
+        datastore,
+        cache: this.#cache,
+        writes: options.datastoreWrites ?? 'sync',
         intervalMs: options.asyncIntervalMs,
         logger: this.#logger,
         now: this.#now,
       });
-    }
     this.#owners = new OwnerIndex({ cache: this.#cache, datastore, codec: this.#codec, now: this.#now });
   }
 
@@ -135,7 +135,7 @@ export class GaeStore implements Store {
       // The cache is down: Datastore is the session's home until it is back.
       return this.#writeDatastore(record, tiered ? record.version - 1 : undefined);
     }
-    await this.#backup(record, !tiered);
+    await this.#backup?.write(record, !tiered);
     return result;
   }
 
@@ -160,7 +160,7 @@ export class GaeStore implements Store {
     }
     const datastore = this.#datastore;
     if (!datastore) return absentFromCache ? 'gone' : 'removed';
-    this.#queue?.drop(id);
+    this.#backup?.drop(id);
     try {
       if (tiered && 'datastoreVersion' in tiered) return await datastore.removeIf(id, tiered.datastoreVersion);
       // Gone from the cache (evicted, or ended): Datastore tells which, on this rare path only.
@@ -182,17 +182,17 @@ export class GaeStore implements Store {
 
   /** Writes pending asynchronous backups (within the grace period). The app closes the clients it made. */
   async close(): Promise<void> {
-    await this.#queue?.close(this.#closeGraceMs);
+    await this.#backup?.close(this.#closeGraceMs);
   }
 
   /** Sessions with an asynchronous backup waiting or running. */
   get pendingBackups(): number {
-    return this.#queue?.size ?? 0;
+    return this.#backup?.pending ?? 0;
   }
 
   /** Waits until every pending asynchronous backup has landed (tests, benchmarks). */
   flush(): Promise<void> {
-    return this.#queue?.flush() ?? Promise.resolve();
+    return this.#backup?.flush() ?? Promise.resolve();
   }
 
   /** The cached session, its TTL restarted (and held to its deadline); undefined on a miss. */
@@ -242,7 +242,7 @@ export class GaeStore implements Store {
       return undefined;
     }
     // An asynchronous backup still waiting here holds a newer state than Datastore's.
-    const waiting = this.#queue?.waiting(id);
+    const waiting = this.#backup?.waiting(id);
     return record && waiting && waiting.version > record.version ? waiting : record;
   }
 
@@ -295,37 +295,5 @@ export class GaeStore implements Store {
       if (!(error instanceof StoreUnavailableError)) throw error;
       return undefined;
     }
-  }
-
-  /**
-   * The Datastore copy of a state the cache took. Datastore holding a newer version is normal
-   * (another request's backup landed first); the cache lineage is the truth, and a backup never
-   * undoes a cache write (others may have read it already).
-   */
-  async #backup(record: SessionRecord, isNew: boolean): Promise<void> {
-    const datastore = this.#datastore;
-    if (!datastore) return;
-    if (this.#queue) {
-      this.#queue.enqueue(record);
-      return;
-    }
-    // With Datastore down (the breaker open), the cache holds the session: no wait per request.
-    if (!datastore.available) return;
-    try {
-      await this.#backupNow(datastore, record, isNew);
-    } catch (error) {
-      if (!(error instanceof StoreUnavailableError)) throw error;
-    }
-  }
-
-  #backupNow(datastore: DatastoreTier, record: SessionRecord, isNew: boolean) {
-    // A missing entity of a session that is not new: written unless the session was ended
-    // (its tombstone); a cache that cannot say counts as live, since it just took the record.
-    const stillLive = () =>
-      this.#cache.isBuried(record.id).then(
-        (buried) => !buried,
-        () => true,
-      );
-    return datastore.backup(record, isNew, stillLive);
   }
 }

@@ -1,0 +1,92 @@
+import type { Logger } from '../session/logger.js';
+import type { SessionRecord } from '../session/record.js';
+import { StoreUnavailableError } from '../session/store.js';
+import { BackupQueue } from './backup-queue.js';
+import type { SessionCache } from './cache.js';
+import type { DatastoreTier } from './datastore.js';
+
+/** When the Datastore copy of a cached session is written: before the response, or after it. */
+export type DatastoreWrites = 'sync' | 'async';
+
+export interface BackupOptions {
+  datastore: DatastoreTier;
+  cache: SessionCache;
+  writes: DatastoreWrites;
+  intervalMs?: number | undefined;
+  logger: Logger;
+  now: () => number;
+}
+
+/**
+ * The Datastore copy of what the cache tier took: written before the response (`sync`) or
+ * queued (`async`). Datastore holding a newer version is normal (another request's backup
+ * landed first): the cache's line of versions is the truth, and a backup never undoes a cache
+ * write (others may have read it already). A backup that finds the entity gone writes it only
+ * if the session has no tombstone: a late backup never brings back a logged-out session.
+ */
+export class DatastoreBackup {
+  readonly #datastore: DatastoreTier;
+  readonly #cache: SessionCache;
+  readonly #queue: BackupQueue | undefined;
+
+  constructor(options: BackupOptions) {
+    this.#datastore = options.datastore;
+    this.#cache = options.cache;
+    if (options.writes === 'async') {
+      this.#queue = new BackupQueue({
+        // Even a new session's backup checks for a tombstone: it may land after a logout.
+        write: (record) => this.#write(record, false),
+        intervalMs: options.intervalMs,
+        logger: options.logger,
+        now: options.now,
+      });
+    }
+  }
+
+  /** Sessions with an asynchronous backup waiting or running. */
+  get pending(): number {
+    return this.#queue?.size ?? 0;
+  }
+
+  async write(record: SessionRecord, isNew: boolean): Promise<void> {
+    if (this.#queue) {
+      this.#queue.enqueue(record);
+      return;
+    }
+    // With Datastore down (the breaker open), the cache holds the session: no wait per request.
+    if (!this.#datastore.available) return;
+    try {
+      await this.#write(record, isNew);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+    }
+  }
+
+  /** A state still waiting to be written: newer than what Datastore has. */
+  waiting(id: string): SessionRecord | undefined {
+    return this.#queue?.waiting(id);
+  }
+
+  /** The session was removed: its waiting state is dropped. */
+  drop(id: string): void {
+    this.#queue?.drop(id);
+  }
+
+  flush(): Promise<void> {
+    return this.#queue?.flush() ?? Promise.resolve();
+  }
+
+  close(graceMs: number): Promise<void> {
+    return this.#queue?.close(graceMs) ?? Promise.resolve();
+  }
+
+  #write(record: SessionRecord, isNew: boolean): Promise<unknown> {
+    // A cache that cannot say whether there is a tombstone counts as live: it just took the record.
+    const stillLive = (): Promise<boolean> =>
+      this.#cache.isBuried(record.id).then(
+        (buried) => !buried,
+        () => true,
+      );
+    return this.#datastore.backup(record, isNew, stillLive);
+  }
+}
