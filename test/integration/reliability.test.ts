@@ -34,7 +34,13 @@ async function startServer(env: Record<string, string>): Promise<Server> {
   const base = `http://127.0.0.1:${port}`;
   const until = Date.now() + 30_000;
   for (;;) {
-    if (await request(base, '/demo').then(() => true, () => false)) break;
+    if (
+      await request(base, '/demo').then(
+        () => true,
+        () => false,
+      )
+    )
+      break;
     assert.ok(Date.now() < until && child.exitCode === null, `server did not start: ${output}`);
     await sleep(100);
   }
@@ -106,7 +112,12 @@ describe('reliability under concurrency, restarts and pauses', { skip }, () => {
         const cookie = await login(app.base, `victim${round}`);
         let logout!: () => void;
         const loggedOut = new Promise<void>((resolve) => (logout = resolve));
-        const loops = viewLoops(app.base, cookie, 6, loggedOut.then(() => sleep(300)));
+        const loops = viewLoops(
+          app.base,
+          cookie,
+          6,
+          loggedOut.then(() => sleep(300)),
+        );
         await sleep(300);
         const reply = await request(app.base, '/demo/logout', { method: 'POST', cookie });
         assert.equal(reply.status, 303);
@@ -140,7 +151,11 @@ describe('reliability under concurrency, restarts and pauses', { skip }, () => {
       const final = visitCount(await request(app.base, '/demo', { cookie }));
       const shownTwice = counts.filter((c, i) => counts.indexOf(c) !== i);
       assert.deepEqual(shownTwice, [], 'no count is shown twice');
-      assert.equal(final, counts.length + 1, `every acknowledged view counted (statuses: ${new Set(statuses)})`);
+      assert.equal(
+        final,
+        counts.length + 1,
+        `every acknowledged view counted (statuses: ${[...new Set(statuses)].join(', ')})`,
+      );
     });
   }
 

@@ -98,7 +98,7 @@ export function describeStoreConformance(
   makeStore: () => Promise<StoreUnderTest>,
   options: ConformanceOptions = {},
 ): void {
-  async function withStore(body: (made: StoreUnderTest & { now(): number }) => Promise<void>): Promise<void> {
+  async function withStore(body: (made: StoreUnderTest & { now: () => number }) => Promise<void>): Promise<void> {
     const made = await makeStore();
     const now = made.clock ? () => made.clock!.now() : Date.now;
     try {
