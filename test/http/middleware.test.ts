@@ -204,6 +204,36 @@ describe('the session middleware on routes of your own', () => {
   });
 });
 
+describe('a session that is only read', () => {
+  it('is written again once a quarter of its timeout has passed, and so stays alive', async () => {
+    const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+    const app = await startSessionApp((express) => routes(express, (id) => app.memory.remove(id)), {
+      env: { SESSION_TIMEOUT_SECONDS: '2' },
+    });
+    try {
+      const made = await post(app, '/make', {});
+      const { id } = (await made.json()) as { id: string };
+      const peek = async (): Promise<unknown> => {
+        const response = await get(app, '/peek', { Cookie: `sessid=${id}` });
+        return ((await response.json()) as { step: unknown }).step;
+      };
+      let writes = app.store.writes.length;
+      assert.equal(await peek(), 2);
+      assert.equal(app.store.writes.length, writes, 'a read right after a write writes nothing');
+      for (let round = 0; round < 3; round++) {
+        await sleep(700); // past a quarter of the 2 s timeout
+        writes = app.store.writes.length;
+        assert.equal(await peek(), 2, `alive after ${(round + 1) * 0.7} s`);
+        assert.equal(app.store.writes.length, writes + 1, 'the read refreshed the session');
+      }
+      // 2.1 s after creation and never changed, but refreshed by its reads: still there.
+      assert.ok(await app.memory.load(id));
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('the demo when saving fails (issue 10, bug 3)', () => {
   let app: TestApp;
   before(async () => (app = await startApp()));

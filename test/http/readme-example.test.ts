@@ -50,9 +50,16 @@ describe("README's Express example", () => {
       env: { ...process.env, PORT: String(port) },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
+    let exited = false;
+    child.once('exit', () => (exited = true));
     try {
       const base = `http://127.0.0.1:${port}`;
+      // Until it listens; not past its exit (a crash), nor past the test's own timeout (the
+      // loop would outlive the cancelled test and keep the runner from ever finishing).
+      const giveUp = Date.now() + 50_000;
       for (let ready = false; !ready;) {
+        assert.equal(exited, false, 'the example exited before it listened');
+        assert.ok(Date.now() < giveUp, 'the example did not listen within 50 s');
         ready = await fetch(base + '/').then(
           () => true,
           () => new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 100)),

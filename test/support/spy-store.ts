@@ -1,5 +1,5 @@
 import type { SessionRecord } from '../../src/session/record.js';
-import type { Loaded, Store, StoreToken, WriteResult } from '../../src/session/store.js';
+import type { Loaded, RemoveResult, Store, StoreToken, WriteResult } from '../../src/session/store.js';
 
 /**
  * Wraps a store and remembers what it was asked, so a test can prove that a value which cannot
@@ -27,7 +27,7 @@ export class SpyStore implements Store {
    * Runs before each remove is passed on, to let something happen just then (another
    * instance's logout landing between a request's load and its remove).
    */
-  beforeRemove: ((id: string, token: StoreToken) => Promise<void>) | undefined;
+  beforeRemove: ((id: string, token: StoreToken | undefined) => Promise<void>) | undefined;
   /** Present exactly when the inner store has it (the middleware only hooks it up then). */
   readonly release?: (token: StoreToken) => void;
 
@@ -50,22 +50,22 @@ export class SpyStore implements Store {
     return this.inner.load(id);
   }
 
-  async write(record: SessionRecord, token: StoreToken): Promise<WriteResult> {
+  async write(record: SessionRecord, token: StoreToken | undefined): Promise<WriteResult> {
     this.writes.push(record);
     await this.#wait();
     if (this.failWrite) throw this.failWrite;
     return this.inner.write(record, token);
   }
 
-  async remove(id: string, token?: StoreToken): Promise<'removed' | 'conflict'> {
+  async remove(id: string, token?: StoreToken): Promise<RemoveResult> {
     this.removals.push(id);
     await this.#wait();
     await this.beforeRemove?.(id, token);
     return this.inner.remove(id, token);
   }
 
-  owned(owner: string): Promise<SessionRecord[]> {
-    return this.inner.owned(owner);
+  owned(owner: string, known?: SessionRecord): Promise<SessionRecord[]> {
+    return this.inner.owned(owner, known);
   }
 
   close(): Promise<void> {

@@ -9,6 +9,7 @@ import { Session } from '../../src/session/session.js';
 import {
   SessionContentionError,
   type Loaded,
+  type RemoveResult,
   type Store,
   type StoreToken,
   type WriteResult,
@@ -73,13 +74,13 @@ class AlwaysConflicting implements Store {
   constructor(readonly record: SessionRecord) {}
   async load(): Promise<Loaded | undefined> {
     this.loads++;
-    return { record: this.record, token: this.loads };
+    return { record: this.record, token: { load: this.loads } };
   }
-  async write(_record: SessionRecord, _token: StoreToken): Promise<WriteResult> {
+  async write(_record: SessionRecord, _token: StoreToken | undefined): Promise<WriteResult> {
     this.writes++;
     return { status: 'conflict' };
   }
-  async remove(): Promise<'removed' | 'conflict'> {
+  async remove(): Promise<RemoveResult> {
     return 'conflict';
   }
   async owned(): Promise<SessionRecord[]> {
@@ -179,7 +180,7 @@ describe('SessionCommitter', () => {
     const draft = SessionDraft.create({ id: newSessionId(), timeoutSeconds: 60, lifetimeSeconds: 60, now: Date.now() });
     const record = draft.next(Date.now());
     const store = new AlwaysConflicting(record);
-    const loaded = new SessionDraft(record, 0, false);
+    const loaded = new SessionDraft(record, {}, false);
     new Session(loaded).set('count', 1);
     await assert.rejects(new SessionCommitter(store).save(loaded), SessionContentionError);
     assert.equal(store.writes, 30, 'a bounded number of attempts');

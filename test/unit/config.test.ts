@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../../src/app/config.js';
 import { TOMBSTONE_SUFFIX } from '../../src/gaesession/cache.js';
-import { MAX_KEY_BYTES } from '../../src/gaesession/memcache.js';
+import { MAX_KEY_BYTES } from '../../src/gaesession/memcache-client.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 

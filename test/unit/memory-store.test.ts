@@ -117,7 +117,11 @@ describe('MemoryStore', () => {
       assert.equal((await store.write({ ...record, version: 2 }, first.token)).status, 'stored');
       assert.deepEqual(await store.write({ ...record, version: 2 }, second.token), { status: 'conflict' });
       assert.equal(await store.remove(record.id, second.token), 'conflict', 'a remove with a stale token too');
-      assert.ok(await store.load(record.id));
+      const latest = await store.load(record.id);
+      assert.ok(latest);
+      assert.equal(await store.remove(record.id, latest.token), 'removed');
+      assert.equal(await store.remove(record.id, latest.token), 'gone', 'a conditional remove of an ended session');
+      assert.equal(await store.remove(record.id), 'removed', 'an unconditional one is fine');
     } finally {
       await store.close();
     }

@@ -17,7 +17,8 @@ type Constants = { userName: string };
 type Variables = { count: number; tags: string[]; note: string };
 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
-const TOKEN = Symbol('token');
+/** A store's token: opaque to the core. */
+const TOKEN = { token: 1 };
 
 function newDraft(variables: Partial<Variables> = { count: 0 }, lifetimeSeconds = 86_400): SessionDraft {
   return SessionDraft.create({
