@@ -21,10 +21,12 @@ export interface AppParts {
   /** Where sessions are kept, in words, for the demo page. */
   storeDescription?: string | undefined;
   logger: Logger;
+  /** The sessions' clock (creation, idle expiry, absolute lifetime), for tests. */
+  now?: (() => number) | undefined;
 }
 
 /** The demo web app, ready to listen. Closing `manager` closes the store. */
-export function createApp({ config, store, purge, storeDescription, logger }: AppParts): {
+export function createApp({ config, store, purge, storeDescription, logger, now }: AppParts): {
   app: Express;
   manager: CookieManager;
 } {
@@ -34,6 +36,7 @@ export function createApp({ config, store, purge, storeDescription, logger }: Ap
     timeoutSeconds: config.timeoutSeconds,
     lifetimeSeconds: config.lifetimeSeconds,
     logger,
+    now,
   });
   const app = express();
   // App Engine's front end terminates TLS and reports the scheme in X-Forwarded-Proto;

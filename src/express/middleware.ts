@@ -181,7 +181,7 @@ export class RequestSession implements HttpExchange {
 
   /** True when the response must wait for a save. */
   get hasPendingSave(): boolean {
-    return this.#draft !== undefined && !this.#settled && this.#draft.due(Date.now());
+    return this.#draft !== undefined && !this.#settled && this.#draft.due(this.#manager.now());
   }
 
   /** Drafts made by `create` and not yet added (rarely more than one). */

@@ -49,6 +49,11 @@ export class CookieManager {
     this.#committer = new SessionCommitter(this.store, this.#now);
   }
 
+  /** The sessions' clock (epoch ms). */
+  now(): number {
+    return this.#now();
+  }
+
   /** A new session (new ID, the configured timeouts), not stored until `add`. */
   create(constants?: Attributes, variables?: Attributes, owner?: string): SessionDraft {
     return SessionDraft.create({

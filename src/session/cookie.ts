@@ -47,18 +47,22 @@ function serialize(name: string, value: string, maxAge: number, secure: boolean)
  * it impossible to know which one the user's browser meant, so neither is used.
  */
 export function occursOnceAsIs(header: string, name: string, value: string): boolean {
-  const prefix = name + '=';
   let count = 0;
   let exact = false;
-  for (let at = header.indexOf(prefix); at >= 0; at = header.indexOf(prefix, at + prefix.length)) {
-    // A match counts only at the start of a pair (`xsessid=` is another cookie).
+  for (let at = header.indexOf(name); at >= 0; at = header.indexOf(name, at + name.length)) {
+    // A match counts only as a whole name at the start of a pair (`xsessid=` is another
+    // cookie), followed by `=` after optional spaces, as the cookie parser reads it.
     let before = at - 1;
     while (before >= 0 && header.charCodeAt(before) === 32) before--;
     if (before >= 0 && header.charCodeAt(before) !== 59) continue;
+    let equals = at + name.length;
+    while (header.charCodeAt(equals) === 32) equals++;
+    if (header.charCodeAt(equals) !== 61) continue;
     count++;
-    const start = at + prefix.length;
-    const end = header.indexOf(';', start);
-    exact = header.slice(start, end < 0 ? header.length : end).trim() === value;
+    const end = header.indexOf(';', equals + 1);
+    exact =
+      header.slice(at + name.length, equals + 1) === '=' &&
+      header.slice(equals + 1, end < 0 ? header.length : end).trim() === value;
   }
   return count === 1 && exact;
 }

@@ -4,8 +4,6 @@
  */
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import express, {
   type Express,
   type NextFunction,
@@ -14,8 +12,7 @@ import express, {
 } from 'express';
 import { createApp } from '../../src/app/app.js';
 import { loadConfig, type Config } from '../../src/app/config.js';
-import { demoRouter } from '../../src/app/demo.js';
-import { rejectCrossSite, securityHeaders } from '../../src/app/security.js';
+import { rejectCrossSite } from '../../src/app/security.js';
 import { sessionMiddleware } from '../../src/express/middleware.js';
 import { CookieManager } from '../../src/session/cookie-manager.js';
 import { sessionIdValidator } from '../../src/session/id.js';
@@ -24,8 +21,6 @@ import { MemoryStore } from '../../src/session/memory-store.js';
 import { StoreUnavailableError } from '../../src/session/store.js';
 import { SpyStore } from '../support/spy-store.js';
 import { parseSetCookie, type SetCookie } from '../support/set-cookie.js';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export interface TestApp {
   base: string;
@@ -41,11 +36,7 @@ export interface TestApp {
 export interface StartOptions {
   /** Environment variables, as the server would read them. */
   env?: Record<string, string>;
-  /**
-   * The sessions' clock (idle expiry, absolute lifetime), for both the store and the cookie
-   * manager. createApp has no way to take one (it builds its CookieManager on Date.now), so
-   * with a clock the demo router is mounted on an app built here the way createApp does it.
-   */
+  /** The sessions' clock (idle expiry, absolute lifetime), for both the store and the cookie manager. */
   now?: () => number;
   logger?: Logger;
 }
@@ -55,35 +46,7 @@ export async function startApp(options: StartOptions = {}): Promise<TestApp> {
   const logger = options.logger ?? silentLogger;
   const memory = new MemoryStore({ maxSessions: config.memoryMaxSessions, now: options.now, logger });
   const store = new SpyStore(memory);
-  if (!options.now) {
-    const { app, manager } = createApp({ config, store, logger });
-    return listen(app, { config, memory, store }, () => manager.close());
-  }
-  const manager = new CookieManager({
-    store,
-    cookie: config.cookie,
-    timeoutSeconds: config.timeoutSeconds,
-    lifetimeSeconds: config.lifetimeSeconds,
-    logger,
-    now: options.now,
-  });
-  const app = express();
-  app.set('trust proxy', 1);
-  app.set('view engine', 'ejs');
-  app.set('views', path.join(root, 'views'));
-  app.use(securityHeaders());
-  app.use(sessionMiddleware(manager, { logger }));
-  app.use(
-    '/demo',
-    demoRouter({
-      password: config.demoPassword,
-      purge: undefined,
-      purgeDeadlineSeconds: config.purgeDeadlineSeconds,
-      storeDescription: 'in memory',
-      logger,
-    }),
-  );
-  app.use(storeErrors);
+  const { app, manager } = createApp({ config, store, logger, now: options.now });
   return listen(app, { config, memory, store }, () => manager.close());
 }
 
