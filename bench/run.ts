@@ -80,8 +80,10 @@ async function compare(settings: Settings): Promise<void> {
     try {
       server = await startServer(variant, env);
       const mine: string[] = [];
-      for (let i = 0; i < visitors; i++) mine.push(await logIn(server.url, `visitor-${i}`));
-      const shared = await logIn(server.url, 'shared-visitor');
+      // One user per session, as most are: variants share the cache servers, and the demo
+      // lists a user's other sessions on every view.
+      for (let i = 0; i < visitors; i++) mine.push(await logIn(server.url, `${variant.name}-visitor-${i}`));
+      const shared = await logIn(server.url, `${variant.name}-shared-visitor`);
       for (const cookie of [...mine, shared]) {
         if ((await visitCount(`${server.url}/demo`, cookie)) === undefined) throw new Error('not logged in');
       }
