@@ -22,6 +22,8 @@ declare global {
 
 /** Parses the Cookie header into `req.cookies`; it calls its `next` synchronously. */
 const parseCookies = cookieParser();
+/** Sessions made by `create` and not added yet, with their drafts (a WeakMap: nothing per request). */
+const created = new WeakMap<Session, SessionDraft>();
 const nothing = (): void => {};
 
 export interface GetOptions {
@@ -49,6 +51,8 @@ export class RequestSession implements HttpExchange {
   /** A save failed or found the session gone: the response says so, and nothing retries it. */
   #settled = false;
   #unavailable = false;
+  /** The session ended while this request held it: its changes were refused. */
+  #gone = false;
 
   constructor(manager: CookieManager, req: Request, res: Response, logger: Logger) {
     this.#manager = manager;
@@ -90,15 +94,16 @@ export class RequestSession implements HttpExchange {
     options: { owner?: string } = {},
   ): Session<C, V> {
     const draft = this.#manager.create(constants, variables, options.owner);
-    this.#pending.set(draft.base.id, draft);
-    return new Session<C, V>(draft);
+    const session = new Session<C, V>(draft);
+    created.set(session, draft);
+    return session;
   }
 
   /** Stores a new session and sets its cookie; throws (and sets no cookie) if it cannot be stored. */
   async add(session: Session): Promise<void> {
-    const draft = this.#pending.get(session.id);
-    if (!draft) throw new Error('add() takes a session made by create() in the same request');
-    this.#pending.delete(session.id);
+    const draft = created.get(session);
+    if (!draft) throw new Error('add() takes a session made by create()');
+    created.delete(session);
     this.#private();
     await this.#manager.add(draft, this);
     this.#use(draft, session);
@@ -111,7 +116,8 @@ export class RequestSession implements HttpExchange {
    */
   async save(): Promise<SaveOutcome> {
     const draft = this.#draft;
-    if (!draft || this.#settled) return this.#settled ? 'gone' : 'saved';
+    if (this.#gone) return 'gone';
+    if (!draft || this.#settled) return 'saved';
     try {
       const outcome = await this.#manager.save(draft);
       if (outcome === 'gone') this.#end('gone');
@@ -184,9 +190,6 @@ export class RequestSession implements HttpExchange {
     return this.#draft !== undefined && !this.#settled && this.#draft.due(this.#manager.now());
   }
 
-  /** Drafts made by `create` and not yet added (rarely more than one). */
-  readonly #pending = new Map<string, SessionDraft>();
-
   async #load(): Promise<SessionDraft | undefined> {
     // Only a request that reads its session can have one to save, and a page showing it is private.
     this.#private();
@@ -201,10 +204,12 @@ export class RequestSession implements HttpExchange {
     this.#draft = draft;
     this.#session = session;
     this.#settled = false;
+    this.#gone = false;
     this.#loading = Promise.resolve(draft);
   }
 
   #end(why: 'removed' | 'gone'): void {
+    this.#gone = why === 'gone';
     if (why === 'gone')
       this.#logger.info('changes to an ended session refused', { sessionId: logId(this.#draft?.base.id ?? '') });
     this.#draft = undefined;
