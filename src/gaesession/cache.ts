@@ -1,3 +1,5 @@
+import type { Logger } from '../session/logger.js';
+
 /**
  * A cache tier of the App Engine store: memcache (memcache.ts) or Valkey (valkey.ts). It keeps
  * bytes under keys and knows nothing of sessions; `GaeStore` (the tiering policy) decides
@@ -16,6 +18,20 @@
 export const TOMBSTONE_SUFFIX = ':ended';
 /** An owner's index is kept under the key prefix plus this plus the owner's hash. */
 export const OWNER_PREFIX = 'owner:';
+
+/** How a cache tier is bounded, named and logged: the same for memcache and Valkey. */
+export interface CacheTierOptions {
+  keyPrefix?: string | undefined;
+  /** The whole time a call may take, retries included, in ms (default 1000), whatever the client does. */
+  callTimeoutMs?: number | undefined;
+  /** After a failure, calls fail at once for this long (ms, default 3000) instead of each waiting. */
+  openMs?: number | undefined;
+  logger?: Logger | undefined;
+  /** The clock (epoch ms) of the circuit breaker, for tests. */
+  now?: (() => number) | undefined;
+  /** Called when the backend answers again after an outage. */
+  onRecovered?: (() => void) | undefined;
+}
 
 /** What a conditional write presents: memcache's CAS value, or the bytes Valkey returned. */
 export type CacheToken = Buffer;

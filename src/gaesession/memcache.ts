@@ -1,7 +1,8 @@
 import memjs from 'memjs';
-import { logId, silentLogger, type Logger } from '../session/logger.js';
+import { logId, silentLogger } from '../session/logger.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import {
+  type CacheTierOptions,
   TOMBSTONE_SUFFIX,
   OWNER_PREFIX,
   type CachedItem,
@@ -22,22 +23,9 @@ import {
   type MemjsResponse,
 } from './memcache-client.js';
 
-export interface MemcacheCacheOptions {
+export interface MemcacheCacheOptions extends CacheTierOptions {
   /** The shared memjs client (its typings include the low-level calls used here). */
   client: MemjsLowLevel;
-  keyPrefix?: string | undefined;
-  /**
-   * The whole time a call may take, retries included, in ms (default 1000). memjs can wait
-   * forever on a server that accepts a connection and never answers, so a timer of our own
-   * bounds every call.
-   */
-  callTimeoutMs?: number | undefined;
-  /** After a failure, calls fail at once for this long (ms, default 3000) instead of each waiting. */
-  openMs?: number | undefined;
-  logger?: Logger | undefined;
-  now?: (() => number) | undefined;
-  /** Called when memcache answers again after an outage. */
-  onRecovered?: (() => void) | undefined;
 }
 
 /** Attempts of a compare-and-set on an owner index before an update gives up. */

@@ -1,4 +1,4 @@
-import { logId, silentLogger, type Logger } from '../session/logger.js';
+import { logId, silentLogger } from '../session/logger.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { ITEM_OVERHEAD_BYTES, MAX_ITEM_BYTES } from './memcache-client.js';
@@ -9,23 +9,14 @@ import {
   type CacheToken,
   type CacheWriteResult,
   type SessionCache,
+  type CacheTierOptions,
 } from './cache.js';
 import type { ValkeyClient } from './valkey-client.js';
 import { defineScripts } from './valkey-scripts.js';
 
-export interface ValkeyCacheOptions {
+export interface ValkeyCacheOptions extends CacheTierOptions {
   /** The client from `createValkeyClient`; the cache owns it from now on (close() quits it). */
   client: ValkeyClient;
-  keyPrefix?: string | undefined;
-  /** The whole time a call may take, in ms (default 1000), whatever the client does. */
-  callTimeoutMs?: number | undefined;
-  /** After a failure, calls fail at once for this long (ms, default 3000) instead of each waiting. */
-  openMs?: number | undefined;
-  logger?: Logger | undefined;
-  /** The clock (epoch ms) of the circuit breaker, for tests. */
-  now?: (() => number) | undefined;
-  /** Called when Valkey answers again after an outage. */
-  onRecovered?: (() => void) | undefined;
 }
 
 /**
