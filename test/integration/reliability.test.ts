@@ -4,88 +4,29 @@
  * Datastore emulator, concurrent clients. Each failed on the code before the store contract.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { freePort, missing, startMemcached, type Memcached } from '../support/services.js';
-import { idOf, login, PROJECT_ID, request, sleep, storedEntity, useEmulator, visitCount } from './helpers.js';
+import { missing, startMemcached, type Memcached } from '../support/services.js';
+import {
+  idOf,
+  login,
+  request,
+  sleep,
+  startServerProcess,
+  storedEntity,
+  useEmulator,
+  viewLoops,
+  visitCount,
+  type ServerProcess,
+} from './helpers.js';
 
 const skip = missing('memcached', 'datastore-emulator');
-/** The checkout whose server is tried: this one (another, to show a test failing on older code). */
-const root = process.env['RELIABILITY_ROOT'] ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-interface Server {
-  base: string;
-  output(): string;
-  stop(): Promise<void>;
-}
-
-async function startServer(env: Record<string, string>): Promise<Server> {
-  const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/app/server.ts'], {
-    cwd: root,
-    env: { ...process.env, PORT: String(port), DATASTORE_PROJECT_ID: PROJECT_ID, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const base = `http://127.0.0.1:${port}`;
-  const until = Date.now() + 30_000;
-  for (;;) {
-    if (
-      await request(base, '/demo').then(
-        () => true,
-        () => false,
-      )
-    )
-      break;
-    assert.ok(Date.now() < until && child.exitCode === null, `server did not start: ${output}`);
-    await sleep(100);
-  }
-  return {
-    base,
-    output: () => output,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
-
-/** What `loops` clients viewing one session as fast as they can saw until `stop` resolved. */
-async function viewLoops(
-  base: string,
-  cookie: string,
-  loops: number,
-  stop: Promise<unknown>,
-): Promise<{ counts: number[]; statuses: number[]; anonymousAfterStop: number }> {
-  let stopped = false;
-  void stop.then(() => (stopped = true));
-  const counts: number[] = [];
-  const statuses: number[] = [];
-  await Promise.all(
-    Array.from({ length: loops }, async () => {
-      while (!stopped) {
-        const reply = await request(base, '/demo', { cookie });
-        statuses.push(reply.status);
-        const count = visitCount(reply);
-        if (reply.status === 200 && count !== undefined) counts.push(count);
-      }
-    }),
-  );
-  return { counts, statuses, anonymousAfterStop: 0 };
-}
 
 describe('reliability under concurrency, restarts and pauses', { skip }, () => {
   let emulatorHost: string;
   let memcached: Memcached;
-  const servers: Server[] = [];
-  const server = async (env: Record<string, string>): Promise<Server> => {
-    const started = await startServer({
+  const servers: ServerProcess[] = [];
+  const server = async (env: Record<string, string>): Promise<ServerProcess> => {
+    const started = await startServerProcess({
       MEMCACHE_SERVERS: memcached.address,
       DATASTORE_EMULATOR_HOST: emulatorHost,
       DATASTORE_ASYNC_INTERVAL_MS: '200',
