@@ -30,14 +30,7 @@ export function createApp({ config, store, purge, storeDescription, logger, now 
   app: Express;
   manager: CookieManager;
 } {
-  const manager = new CookieManager({
-    store,
-    cookie: config.cookie,
-    timeoutSeconds: config.timeoutSeconds,
-    lifetimeSeconds: config.lifetimeSeconds,
-    logger,
-    now,
-  });
+  const manager = createCookieManager(config, store, logger, now);
   const app = express();
   // App Engine's front end terminates TLS and reports the scheme in X-Forwarded-Proto;
   // trusting the one proxy in front of the app makes `req.secure` (and Secure cookies) right.
@@ -67,6 +60,18 @@ export function createApp({ config, store, purge, storeDescription, logger, now 
   });
   app.use(errorHandler(logger));
   return { app, manager };
+}
+
+/** The session manager the configuration describes (cookie, idle timeout, absolute lifetime). */
+export function createCookieManager(config: Config, store: Store, logger: Logger, now?: () => number): CookieManager {
+  return new CookieManager({
+    store,
+    cookie: config.cookie,
+    timeoutSeconds: config.timeoutSeconds,
+    lifetimeSeconds: config.lifetimeSeconds,
+    logger,
+    now,
+  });
 }
 
 /** Turns errors into short answers: the client's fault 4xx, a store outage 503, the rest 500. */

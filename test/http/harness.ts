@@ -10,11 +10,11 @@ import express, {
   type Request as ExpressRequest,
   type Response as ExpressResponse,
 } from 'express';
-import { createApp } from '../../src/app/app.js';
+import { createApp, createCookieManager } from '../../src/app/app.js';
 import { loadConfig, type Config } from '../../src/app/config.js';
 import { rejectCrossSite } from '../../src/app/security.js';
 import { sessionMiddleware } from '../../src/express/middleware.js';
-import { CookieManager } from '../../src/session/cookie-manager.js';
+import type { CookieManager } from '../../src/session/cookie-manager.js';
 import { sessionIdValidator } from '../../src/session/id.js';
 import { silentLogger, type Logger } from '../../src/session/logger.js';
 import { MemoryStore } from '../../src/session/memory-store.js';
@@ -63,14 +63,7 @@ export async function startSessionApp(
   const logger = options.logger ?? silentLogger;
   const memory = new MemoryStore({ maxSessions: config.memoryMaxSessions, now: options.now, logger });
   const store = new SpyStore(memory);
-  const manager = new CookieManager({
-    store,
-    cookie: config.cookie,
-    timeoutSeconds: config.timeoutSeconds,
-    lifetimeSeconds: config.lifetimeSeconds,
-    logger,
-    now: options.now,
-  });
+  const manager = createCookieManager(config, store, logger, options.now);
   const app = express();
   app.use(express.urlencoded({ extended: false }), rejectCrossSite());
   app.use(sessionMiddleware(manager, { logger }));
