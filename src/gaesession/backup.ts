@@ -4,6 +4,7 @@ import { StoreUnavailableError } from '../session/store.js';
 import { BackupQueue } from './backup-queue.js';
 import type { SessionCache } from './cache.js';
 import type { DatastoreTier } from './datastore.js';
+import { backup } from './datastore-writes.js';
 
 /** When the Datastore copy of a cached session is written: before the response, or after it. */
 export type DatastoreWrites = 'sync' | 'async';
@@ -87,6 +88,6 @@ export class DatastoreBackup {
         (buried) => !buried,
         () => true,
       );
-    return this.#datastore.backup(record, isNew, stillLive);
+    return backup(this.#datastore, record, isNew, stillLive);
   }
 }

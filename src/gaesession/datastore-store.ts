@@ -2,6 +2,7 @@ import type { Transaction } from '@google-cloud/datastore';
 import type { SessionRecord } from '../session/record.js';
 import type { Loaded, RemoveResult, Store, StoreToken, WriteResult } from '../session/store.js';
 import { grpcCode, GRPC, type DatastoreTier } from './datastore.js';
+import { removeIf, writeIf } from './datastore-writes.js';
 
 /** A Datastore-only token: the transaction the load began (until used), and the version read. */
 interface DatastoreToken {
@@ -60,7 +61,7 @@ export class DatastoreStore implements Store {
         await this.tier.bounded('write', () => this.tier.commit(transaction));
       } else {
         // A second write in one request: its own read-compare-write transaction.
-        const outcome = await this.tier.writeIf(record, version);
+        const outcome = await writeIf(this.tier, record, version);
         if (outcome !== 'stored') return { status: outcome };
       }
     } catch (error) {
@@ -79,7 +80,7 @@ export class DatastoreStore implements Store {
     const { version, transaction } = token as DatastoreToken;
     if (transaction) this.#rollback(transaction);
     (token as DatastoreToken).transaction = undefined;
-    return this.tier.removeIf(id, version);
+    return removeIf(this.tier, id, version);
   }
 
   owned(owner: string): Promise<SessionRecord[]> {

@@ -2,7 +2,7 @@ import { PropertyFilter, type Datastore, type Key, type Transaction } from '@goo
 import type { CallOptions } from 'google-gax';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { expiresAt, type SessionRecord } from '../session/record.js';
-import { SessionTooLargeError, StoreUnavailableError, type RemoveResult } from '../session/store.js';
+import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
 
@@ -37,9 +37,6 @@ export interface DatastoreTierOptions {
   now?: (() => number) | undefined;
 }
 
-/** What a backup write did: `skipped` when Datastore holds this version or a newer one, or the session ended. */
-export type BackupResult = 'written' | 'skipped';
-
 /** gRPC status codes worth telling apart. */
 export const GRPC = { ALREADY_EXISTS: 6, ABORTED: 10 } as const;
 const TRANSACTION_ATTEMPTS = 5;
@@ -51,10 +48,10 @@ const TRANSACTION_ATTEMPTS = 5;
  */
 export class DatastoreTier {
   readonly datastore: Datastore;
-  readonly #codec: Codec;
+  readonly codec: Codec;
   readonly kind: string;
   readonly #timeoutMs: number;
-  readonly #logger: Logger;
+  readonly logger: Logger;
   readonly #breaker: CircuitBreaker;
   readonly #now: () => number;
   /** Per RPC: a short deadline and few retries, so the operation's budget is not spent in one call. */
@@ -66,15 +63,15 @@ export class DatastoreTier {
 
   constructor(options: DatastoreTierOptions) {
     this.datastore = options.datastore;
-    this.#codec = options.codec;
+    this.codec = options.codec;
     this.kind = options.kind ?? DEFAULT_KIND;
     this.#timeoutMs = options.operationTimeoutMs ?? 4000;
-    this.#logger = options.logger ?? silentLogger;
+    this.logger = options.logger ?? silentLogger;
     this.#now = options.now ?? Date.now;
     this.#breaker = new CircuitBreaker({
       backend: 'Datastore',
       openMs: options.openMs,
-      logger: this.#logger,
+      logger: this.logger,
       now: this.#now,
     });
     this.gax = { timeout: Math.min(2000, this.#timeoutMs), maxRetries: 1 };
@@ -106,70 +103,27 @@ export class DatastoreTier {
     return entity;
   }
 
-  /** The record of a live entity; an expired one is deleted (in the background) and reads as gone. */
+  /**
+   * The record of a live entity. An expired one, or one this codec cannot read (a codec changed
+   * by a deploy), is deleted in the background and reads as gone: the user is not stuck with an
+   * error on every request, and the cookie gets cleared.
+   */
   live(id: string, entity: SessionEntity | undefined): SessionRecord | undefined {
     if (!entity) return undefined;
-    if (entity.exp.getTime() <= this.#now()) {
-      this.delete(id).catch((error: unknown) => {
-        this.#logger.warn('expired session not deleted from Datastore', { sessionId: logId(id), error: String(error) });
+    try {
+      if (entity.exp.getTime() > this.#now()) return decodeWith(this.codec, entity.val, id);
+    } catch (error) {
+      if (!(error instanceof UndecodableSessionError)) throw error;
+      this.logger.error('undecodable session deleted', {
+        tier: 'Datastore',
+        sessionId: logId(id),
+        error: error.message,
       });
-      return undefined;
     }
-    return decodeWith(this.#codec, entity.val, id);
-  }
-
-  /**
-   * The backup of a record the cache tier took: written unless Datastore holds this version or
-   * a newer one. A missing entity is written only for a new session or while `stillLive()`
-   * says the session was not ended (a late backup must not bring back a logged-out session).
-   */
-  backup(record: SessionRecord, isNew: boolean, stillLive: () => Promise<boolean>): Promise<BackupResult> {
-    const entity = this.entity(record);
-    return this.transaction('backup', async (transaction): Promise<BackupResult> => {
-      const found = await this.read(transaction, record.id);
-      if (found) {
-        const stored = decodeWith(this.#codec, found.val, record.id);
-        if (stored.version >= record.version) {
-          // Same version, other bytes: the cache forked from Datastore while it was away (a
-          // write on another instance); the cache's line wins with its next write.
-          if (stored.version === record.version && !found.val.equals(entity.data.val)) {
-            this.#logger.warn('cache and Datastore copies of a session diverged', { sessionId: logId(record.id) });
-          }
-          return 'skipped';
-        }
-      } else if (!isNew && !(await stillLive())) {
-        return 'skipped';
-      }
-      transaction.save(entity);
-      return 'written';
+    this.delete(id).catch((error: unknown) => {
+      this.logger.warn('ended session not deleted from Datastore', { sessionId: logId(id), error: String(error) });
     });
-  }
-
-  /**
-   * Writes `record` if the stored session is at `baseVersion` ('gone' when there is none), or,
-   * with no base version, only if there is none ('conflict' otherwise).
-   */
-  writeIf(record: SessionRecord, baseVersion: number | undefined): Promise<'stored' | 'conflict' | 'gone'> {
-    const entity = this.entity(record);
-    return this.transaction('write', async (transaction) => {
-      const stored = this.live(record.id, await this.read(transaction, record.id));
-      if (baseVersion === undefined && stored) return 'conflict';
-      if (baseVersion !== undefined && !stored) return 'gone';
-      if (stored && stored.version !== baseVersion) return 'conflict';
-      transaction.save(entity);
-      return 'stored';
-    });
-  }
-
-  /** Deletes the session if it is still at `version`; `gone` if it had ended already. */
-  removeIf(id: string, version: number): Promise<RemoveResult> {
-    return this.transaction('remove', async (transaction): Promise<RemoveResult> => {
-      const stored = this.live(id, await this.read(transaction, id));
-      if (!stored) return 'gone';
-      if (stored.version !== version) return 'conflict';
-      transaction.delete(this.key(id));
-      return 'removed';
-    });
+    return undefined;
   }
 
   async delete(id: string): Promise<void> {
@@ -192,7 +146,7 @@ export class DatastoreTier {
     for (const entity of entities) {
       if (entity.exp.getTime() <= now) continue;
       try {
-        records.push(this.#codec.decode(entity.val));
+        records.push(this.codec.decode(entity.val));
       } catch {
         // An undecodable session is nobody's: the purge or its next read deletes it.
       }
@@ -202,7 +156,7 @@ export class DatastoreTier {
 
   /** The entity of a record, checked against the entity size limit. */
   entity(record: SessionRecord): { key: Key; data: SessionEntity; excludeFromIndexes: string[] } {
-    const val = this.#codec.encode(record);
+    const val = this.codec.encode(record);
     if (val.length > MAX_ENTITY_VALUE_BYTES) {
       throw new SessionTooLargeError(
         `session of ${val.length} bytes exceeds the Datastore entity limit (${MAX_ENTITY_VALUE_BYTES} bytes of value)`,

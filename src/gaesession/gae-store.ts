@@ -12,6 +12,7 @@ import { DatastoreBackup, type DatastoreWrites } from './backup.js';
 import type { CacheToken, SessionCache } from './cache.js';
 import { jsonCodec, UndecodableSessionError, decodeWith, type Codec } from './codec.js';
 import type { DatastoreTier } from './datastore.js';
+import { removeIf, writeIf } from './datastore-writes.js';
 import { OwnerIndex } from './owner-index.js';
 import { StaleCopies } from './stale-copies.js';
 
@@ -162,7 +163,7 @@ export class GaeStore implements Store {
     if (!datastore) return absentFromCache ? 'gone' : 'removed';
     this.#backup?.drop(id);
     try {
-      if (tiered && 'datastoreVersion' in tiered) return await datastore.removeIf(id, tiered.datastoreVersion);
+      if (tiered && 'datastoreVersion' in tiered) return await removeIf(datastore, id, tiered.datastoreVersion);
       // Gone from the cache (evicted, or ended): Datastore tells which, on this rare path only.
       const existed = absentFromCache ? (await datastore.lookup(id)) !== undefined : true;
       await datastore.delete(id);
@@ -226,21 +227,7 @@ export class GaeStore implements Store {
   }
 
   async #readDatastore(id: string): Promise<SessionRecord | undefined> {
-    const datastore = this.#datastore;
-    if (!datastore) return undefined;
-    let record: SessionRecord | undefined;
-    try {
-      record = await datastore.lookup(id);
-    } catch (error) {
-      if (!(error instanceof UndecodableSessionError)) throw error;
-      this.#logger.error('undecodable session deleted', {
-        tier: 'Datastore',
-        sessionId: logId(id),
-        error: error.message,
-      });
-      await datastore.delete(id).catch(() => undefined);
-      return undefined;
-    }
+    const record = await this.#datastore?.lookup(id);
     // An asynchronous backup still waiting here holds a newer state than Datastore's.
     const waiting = this.#backup?.waiting(id);
     return record && waiting && waiting.version > record.version ? waiting : record;
@@ -279,7 +266,7 @@ export class GaeStore implements Store {
     const datastore = this.#datastore;
     if (!datastore) throw new StoreUnavailableError(`${this.#cache.name} unavailable and Datastore is off`);
     this.#stale.note(record.id);
-    const status = await datastore.writeIf(record, baseVersion);
+    const status = await writeIf(datastore, record, baseVersion);
     if (status !== 'stored') return { status };
     const back = await this.#backInCache(record);
     return { status, token: back ?? ({ datastoreVersion: record.version } satisfies TieredToken) };

@@ -79,6 +79,25 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * A free port for a cluster node: the node also listens on port + 10000 (its cluster bus), so
+ * that one must exist (≤ 65535) and be free too.
+ */
+async function freeClusterPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 10_000 <= 65_535 && (await isFree(port + 10_000))) return port;
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
 /** A server process this test run started. */
 abstract class Service {
   #process: ChildProcess | undefined;
@@ -338,7 +357,7 @@ export async function startValkey(options: ValkeyOptions = {}): Promise<Valkey> 
 
 /** A Valkey cluster of its own for this caller (three nodes; about a second and a half to start). */
 export async function startValkeyCluster(options: { password?: string } = {}): Promise<ValkeyCluster> {
-  const ports = [await freePort(), await freePort(), await freePort()];
+  const ports = [await freeClusterPort(), await freeClusterPort(), await freeClusterPort()];
   return new ValkeyCluster(ports, options).start();
 }
 
