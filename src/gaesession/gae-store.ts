@@ -1,5 +1,5 @@
 import { logId, silentLogger, type Logger } from '../session/logger.js';
-import { cacheTtlSeconds, deadline, type SessionRecord } from '../session/record.js';
+import type { SessionRecord } from '../session/record.js';
 import {
   StoreUnavailableError,
   type Loaded,
@@ -10,8 +10,9 @@ import {
 } from '../session/store.js';
 import { DatastoreBackup, type DatastoreWrites } from './backup.js';
 import type { CacheToken, SessionCache } from './cache.js';
-import { jsonCodec, UndecodableSessionError, decodeWith, type Codec } from './codec.js';
+import { jsonCodec, type Codec } from './codec.js';
 import type { DatastoreTier } from './datastore.js';
+import { CacheRecords } from './cache-records.js';
 import { removeIf, writeIf } from './datastore-writes.js';
 import { OwnerIndex } from './owner-index.js';
 import { StaleCopies } from './stale-copies.js';
@@ -41,9 +42,10 @@ type TieredToken = { cache: CacheToken } | { datastoreVersion: number };
 
 /**
  * The App Engine store (the Go `gaesession` store): sessions in a cache tier, backed up in
- * Datastore. It is a tiering policy over two record stores, and each concern has its file:
- * the cache tiers (memcache.ts, valkey.ts), Datastore (datastore.ts), asynchronous backups
- * (backup-queue.ts), stale cache copies (stale-copies.ts), owner indexes (owner-index.ts).
+ * Datastore. It is a tiering policy over two record stores — the cache's (cache-records.ts
+ * over memcache.ts or valkey.ts) and Datastore's (datastore.ts, datastore-writes.ts) — and each
+ * other concern has its file: backups (backup.ts, backup-queue.ts), stale cache copies
+ * (stale-copies.ts), owner indexes (owner-index.ts).
  *
  * - Read: the cache (one round trip that also restarts the item's TTL); on a miss Datastore,
  *   and the session is put back into the cache, unless it was ended meanwhile.
@@ -64,6 +66,7 @@ export class GaeStore implements Store {
   readonly #now: () => number;
   readonly #stale = new StaleCopies();
   readonly #owners: OwnerIndex;
+  readonly #records: CacheRecords;
 
   constructor(options: GaeStoreOptions) {
     this.#cache = options.cache;
@@ -84,6 +87,13 @@ export class GaeStore implements Store {
         logger: this.#logger,
         now: this.#now,
       });
+    this.#records = new CacheRecords({
+      cache: this.#cache,
+      codec: this.#codec,
+      timeoutSeconds: this.#timeoutSeconds,
+      logger: this.#logger,
+      now: this.#now,
+    });
     this.#owners = new OwnerIndex({ cache: this.#cache, datastore, codec: this.#codec, now: this.#now });
   }
 
@@ -113,19 +123,17 @@ export class GaeStore implements Store {
   async write(record: SessionRecord, token: StoreToken | undefined): Promise<WriteResult> {
     const tiered = token as TieredToken | undefined;
     if (tiered && 'datastoreVersion' in tiered) return this.#writeDatastore(record, tiered.datastoreVersion);
-    const value = this.#codec.encode(record);
-    const ttl = cacheTtlSeconds(record, this.#now());
     let result: WriteResult;
     try {
       // A copy older than a write this instance made in Datastore must not take a write.
       await this.#stale.drop(this.#cache, record.id);
       if (!tiered) {
-        const cas = await this.#cache.add(record.id, value, ttl);
+        const cas = await this.#records.add(record);
         if (!cas) return { status: 'conflict' };
         if (record.owner !== undefined) await this.#owners.add(record);
         result = { status: 'stored', token: { cache: cas } satisfies TieredToken };
       } else {
-        const written = await this.#cache.replace(record.id, value, ttl, tiered.cache);
+        const written = await this.#records.replace(record, tiered.cache);
         // Evicted, flushed or ended: a reload asks Datastore, which knows which.
         if (written.status === 'gone') return { status: this.#datastore ? 'conflict' : 'gone' };
         if (written.status === 'conflict') return written;
@@ -196,34 +204,11 @@ export class GaeStore implements Store {
     return this.#backup?.flush() ?? Promise.resolve();
   }
 
-  /** The cached session, its TTL restarted (and held to its deadline); undefined on a miss. */
+  /** The cached session; undefined on a miss. */
   async #readCache(id: string): Promise<Loaded | undefined> {
     await this.#stale.drop(this.#cache, id);
-    const item = await this.#cache.read(id, this.#timeoutSeconds);
-    if (!item) return undefined;
-    let record: SessionRecord;
-    try {
-      record = decodeWith(this.#codec, item.value, id);
-    } catch (error) {
-      if (!(error instanceof UndecodableSessionError)) throw error;
-      // Datastore may still hold a good copy; if not, the session is gone and the cookie cleared.
-      this.#logger.error('undecodable session deleted', {
-        tier: this.#cache.name,
-        sessionId: logId(id),
-        error: error.message,
-      });
-      await this.#cache.delete(id);
-      return undefined;
-    }
-    const now = this.#now();
-    if (now >= deadline(record)) {
-      await this.#cache.delete(id);
-      return undefined;
-    }
-    // The read restarted the idle TTL; near its absolute deadline a session gets only what is left.
-    const ttl = cacheTtlSeconds(record, now);
-    if (ttl < this.#timeoutSeconds) await this.#cache.expire(id, ttl);
-    return { record, token: { cache: item.token } satisfies TieredToken, source: this.#cache.name };
+    const hit = await this.#records.read(id);
+    return hit && { record: hit.record, token: { cache: hit.token } satisfies TieredToken, source: this.#cache.name };
   }
 
   async #readDatastore(id: string): Promise<SessionRecord | undefined> {
@@ -238,23 +223,19 @@ export class GaeStore implements Store {
    * (then undefined). 'taken': the cache has it already.
    */
   async #putBack(record: SessionRecord): Promise<Loaded | undefined | 'taken'> {
-    const id = record.id;
-    let cas: CacheToken | undefined;
+    let put: CacheToken | 'taken' | 'ended';
     try {
-      cas = await this.#cache.add(id, this.#codec.encode(record), cacheTtlSeconds(record, this.#now()));
-      if (!cas) return 'taken';
-      if (await this.#cache.isBuried(id)) {
-        await this.#cache.delete(id, cas);
-        return undefined;
-      }
+      put = await this.#records.putBack(record);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError)) throw error;
       // Read, but not cached: the next request reads Datastore again.
       return { record, token: { datastoreVersion: record.version } satisfies TieredToken, source: 'Datastore' };
     }
-    this.#logger.info('session recovered from Datastore', { sessionId: logId(id) });
+    if (put === 'taken') return 'taken';
+    if (put === 'ended') return undefined;
+    this.#logger.info('session recovered from Datastore', { sessionId: logId(record.id) });
     const source = `Datastore, put back into ${this.#cache.name}`;
-    return { record, token: { cache: cas } satisfies TieredToken, source };
+    return { record, token: { cache: put } satisfies TieredToken, source };
   }
 
   /**

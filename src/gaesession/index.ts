@@ -1,5 +1,6 @@
 export * from './backup-queue.js';
 export * from './cache.js';
+export * from './cache-records.js';
 export * from './circuit-breaker.js';
 export * from './codec.js';
 export * from './datastore.js';
