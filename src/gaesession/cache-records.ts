@@ -67,6 +67,19 @@ export class CacheRecords {
   }
 
   /**
+   * Ends a session in the cache, for good: a tombstone for the idle timeout, then the delete.
+   * With a token, only if the item is still that one ('conflict'); 'absent' when it was not
+   * there (evicted, or ended already).
+   */
+  async end(id: string, token?: CacheToken): Promise<'ended' | 'conflict' | 'absent'> {
+    const deleted = token && (await this.cache.delete(id, token));
+    if (deleted === 'conflict') return 'conflict';
+    await this.cache.bury(id, this.#timeoutSeconds);
+    await this.cache.delete(id);
+    return deleted === 'absent' ? 'absent' : 'ended';
+  }
+
+  /**
    * Puts back a session read from Datastore: its token; 'taken' when the cache has it already;
    * 'ended' when a logout or rotation buried it meanwhile. The tombstone is checked after the
    * ADD, and a removal buries before it deletes: either this sees the tombstone, or the

@@ -59,8 +59,6 @@ export class GaeStore implements Store {
   readonly #cache: SessionCache;
   readonly #datastore: DatastoreTier | undefined;
   readonly #backup: DatastoreBackup | undefined;
-  readonly #timeoutSeconds: number;
-  readonly #codec: Codec;
   readonly #closeGraceMs: number;
   readonly #logger: Logger;
   readonly #now: () => number;
@@ -71,8 +69,7 @@ export class GaeStore implements Store {
   constructor(options: GaeStoreOptions) {
     this.#cache = options.cache;
     this.#datastore = options.datastore;
-    this.#timeoutSeconds = options.timeoutSeconds;
-    this.#codec = options.codec ?? jsonCodec;
+    const codec = options.codec ?? jsonCodec;
     this.#closeGraceMs = options.closeGraceMs ?? 5000;
     this.#logger = options.logger ?? silentLogger;
     this.#now = options.now ?? Date.now;
@@ -89,12 +86,12 @@ export class GaeStore implements Store {
       });
     this.#records = new CacheRecords({
       cache: this.#cache,
-      codec: this.#codec,
-      timeoutSeconds: this.#timeoutSeconds,
+      codec,
+      timeoutSeconds: options.timeoutSeconds,
       logger: this.#logger,
       now: this.#now,
     });
-    this.#owners = new OwnerIndex({ cache: this.#cache, datastore, codec: this.#codec, now: this.#now });
+    this.#owners = new OwnerIndex({ cache: this.#cache, datastore, codec, now: this.#now });
   }
 
   async load(id: string): Promise<Loaded | undefined> {
@@ -153,15 +150,9 @@ export class GaeStore implements Store {
     let absentFromCache = false;
     let buried = true;
     try {
-      if (tiered && 'cache' in tiered) {
-        const deleted = await this.#cache.delete(id, tiered.cache);
-        if (deleted === 'conflict') return 'conflict';
-        absentFromCache = deleted === 'absent';
-      }
-      // Tombstone, then delete: a reader putting the session back either sees the tombstone,
-      // or put it back before the delete, which then removes it.
-      await this.#cache.bury(id, this.#timeoutSeconds);
-      await this.#cache.delete(id);
+      const ended = await this.#records.end(id, tiered && 'cache' in tiered ? tiered.cache : undefined);
+      if (ended === 'conflict') return 'conflict';
+      absentFromCache = ended === 'absent';
     } catch (error) {
       if (!(error instanceof StoreUnavailableError) || !this.#datastore) throw error;
       this.#stale.note(id);
