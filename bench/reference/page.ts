@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express, { type Express, type Response } from 'express';
-import { DEFAULT_DEMO_PASSWORD, renderDemoPage } from '../../src/app/demo.js';
+import { DEFAULT_DEMO_PASSWORD } from '../../src/app/config.js';
+import { renderDemoPage } from '../../src/app/demo.js';
 
 /** The demo's password: the reference servers accept the same logins as the app. */
 export const PASSWORD = process.env['DEMO_PASSWORD'] ?? DEFAULT_DEMO_PASSWORD;

@@ -1,4 +1,5 @@
 import { TOMBSTONE_SUFFIX } from '../gaesession/cache.js';
+import { DEFAULT_KIND } from '../gaesession/datastore.js';
 import { MAX_KEY_BYTES } from '../gaesession/memcache-client.js';
 import { isValidCookieName, type SecurePolicy } from '../session/cookie.js';
 import { DEFAULT_ID_BYTES, idLength } from '../session/id.js';
@@ -40,6 +41,9 @@ export interface Config {
    */
   logRequests: boolean;
 }
+
+/** The demo's default password; the page shows it as a tip (a password you chose, it does not). */
+export const DEFAULT_DEMO_PASSWORD = 'a';
 
 /** A configuration value that cannot be right; the message names the variable. */
 export class ConfigError extends Error {
@@ -101,7 +105,7 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
-  const datastoreKind = read('DATASTORE_KIND', 'sess_');
+  const datastoreKind = read('DATASTORE_KIND', DEFAULT_KIND);
   if (/^__.*__$/.test(datastoreKind) || Buffer.byteLength(datastoreKind) > 1500) {
     throw new ConfigError(`DATASTORE_KIND is not a usable Datastore kind (got "${datastoreKind}")`);
   }
@@ -164,7 +168,7 @@ export function loadConfig(env: Env = process.env): Config {
     purgeDeadlineSeconds: integer('PURGE_DEADLINE_SECONDS', 480, 1, 600),
     shutdownGraceSeconds: integer('SHUTDOWN_GRACE_SECONDS', 5, 0, 3600),
     // Not trimmed (spaces may be part of a password); empty means unset, like every variable.
-    demoPassword: env['DEMO_PASSWORD'] || 'a',
+    demoPassword: env['DEMO_PASSWORD'] || DEFAULT_DEMO_PASSWORD,
     logLevel: oneOf<LogLevel>('LOG_LEVEL', 'info', ['debug', 'info', 'warn', 'error']),
     logRequests:
       oneOf('LOG_REQUESTS', env['GAE_SERVICE'] || env['K_SERVICE'] ? 'false' : 'true', ['true', 'false']) === 'true',

@@ -4,6 +4,7 @@ import type { PurgeFunction } from '../gaesession/purge.js';
 import { purgeHandler } from '../gaesession/purge.js';
 import type { Logger } from '../session/logger.js';
 import type { SessionSummary } from '../session/manager.js';
+import { DEFAULT_DEMO_PASSWORD } from './config.js';
 import { rejectCrossSite } from './security.js';
 
 /** What the demo keeps in a session: the user name never changes, the count does. */
@@ -12,9 +13,6 @@ export type DemoVariables = { count: number };
 
 /** Longer user names are refused with 400: nobody types them, and they would bloat sessions. */
 export const MAX_USER_NAME_LENGTH = 100;
-
-/** The demo's default password; shown as a tip on the page (a password you chose is not). */
-export const DEFAULT_DEMO_PASSWORD = 'a';
 
 export interface DemoOptions {
   password: string;

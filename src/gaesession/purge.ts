@@ -1,6 +1,7 @@
 import { PropertyFilter, type Datastore, type Key } from '@google-cloud/datastore';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { silentLogger, type Logger } from '../session/logger.js';
+import { DEFAULT_KIND } from './datastore.js';
 
 /** What one purge run did. */
 export interface PurgeResult {
@@ -80,7 +81,7 @@ const running = new WeakMap<Datastore, Map<string, Promise<PurgeResult>>>();
  * If the run fails, the calls waiting for it fail with the same error.
  */
 export async function purgeExpired(options: PurgeExpiredOptions): Promise<PurgeResult> {
-  const kind = options.kind ?? 'sess_';
+  const kind = options.kind ?? DEFAULT_KIND;
   let runs = running.get(options.datastore);
   if (!runs) running.set(options.datastore, (runs = new Map<string, Promise<PurgeResult>>()));
   const current = runs.get(kind);
