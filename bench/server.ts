@@ -50,7 +50,7 @@ async function build(): Promise<Express> {
       const config = loadConfig(process.env);
       const logger = createLogger({ json: false, level: config.logLevel });
       const backend = createSessionBackend(config, logger);
-      const { app, manager } = createApp({ config, store: backend.store, purge: backend.purge, logger });
+      const { app, manager } = createApp({ config, logger, ...backend });
       close = () => backend.close();
       return process.env['BENCH_READ_ROUTE'] === '1' ? withReadRoute(app, manager) : app;
     }

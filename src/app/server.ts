@@ -21,13 +21,7 @@ export async function start(env: Record<string, string | undefined> = process.en
     projectId: env['GOOGLE_CLOUD_PROJECT'],
   });
   const backend = createSessionBackend(config, logger);
-  const { app } = createApp({
-    config,
-    store: backend.store,
-    purge: backend.purge,
-    storeDescription: backend.description,
-    logger,
-  });
+  const { app } = createApp({ config, logger, ...backend });
   const server = createHttpServer(app, config.http);
   server.listen(config.port);
   await new Promise<void>((resolve, reject) => {
@@ -38,7 +32,7 @@ export async function start(env: Record<string, string | undefined> = process.en
   const port = typeof address === 'object' && address ? address.port : config.port;
   // Handlers first: whoever waits for the "listening" line may signal at once.
   stopOnSignals(server, backend, config.shutdownGraceSeconds, logger);
-  logger.info(`listening on http://localhost:${port}/demo`, { port, sessions: backend.description });
+  logger.info(`listening on http://localhost:${port}/demo`, { port, sessions: backend.storeDescription });
   return server;
 }
 

@@ -19,7 +19,7 @@ export interface SessionBackend {
   /** Deletes expired sessions from Datastore; absent without Datastore. */
   purge?: PurgeFunction | undefined;
   /** What keeps the sessions, in words, for the demo page and the start-up line. */
-  description: string;
+  storeDescription: string;
   /** Closes the store, then the clients made here (the store does not own them). */
   close(): Promise<void>;
 }
@@ -31,7 +31,7 @@ export interface SessionBackend {
 export function createSessionBackend(config: Config, logger: Logger): SessionBackend {
   if (config.store === 'memory') {
     const store = new MemoryStore({ maxSessions: config.memoryMaxSessions, logger });
-    return { store, description: 'in this instance’s memory', close: () => store.close() };
+    return { store, storeDescription: 'in this instance’s memory', close: () => store.close() };
   }
   // The client reads GOOGLE_CLOUD_PROJECT, DATASTORE_EMULATOR_HOST and DATASTORE_PROJECT_ID itself.
   const datastore = config.store === 'datastore' || config.datastore !== 'off' ? new Datastore() : undefined;
@@ -41,7 +41,7 @@ export function createSessionBackend(config: Config, logger: Logger): SessionBac
 
   if (config.store === 'datastore' && tier) {
     const store = new DatastoreStore(tier);
-    return { store, purge, description: 'in Datastore', close: () => store.close().then(closeDatastore) };
+    return { store, purge, storeDescription: 'in Datastore', close: () => store.close().then(closeDatastore) };
   }
   const cache = createCache(config, logger);
   const store = new GaeStore({
@@ -57,7 +57,7 @@ export function createSessionBackend(config: Config, logger: Logger): SessionBac
   return {
     store,
     purge,
-    description: `in ${cache.name}${backup[config.datastore]}`,
+    storeDescription: `in ${cache.name}${backup[config.datastore]}`,
     close: async () => {
       await store.close();
       await cache.close();

@@ -21,13 +21,7 @@ export async function startDemo(env: Record<string, string>): Promise<Demo> {
     problems.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
   const logger: Logger = { debug: () => {}, info: () => {}, warn: note('WARN'), error: note('ERROR') };
   const backend = createSessionBackend(config, logger);
-  const { app } = createApp({
-    config,
-    store: backend.store,
-    purge: backend.purge,
-    storeDescription: backend.description,
-    logger,
-  });
+  const { app } = createApp({ config, logger, ...backend });
   const server: Server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const address = server.address();
