@@ -1,4 +1,3 @@
-import cookieParser from 'cookie-parser';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { SaveOutcome } from '../session/commit.js';
 import type { CookieManager } from '../session/cookie-manager.js';
@@ -20,11 +19,8 @@ declare global {
   }
 }
 
-/** Parses the Cookie header into `req.cookies`; it calls its `next` synchronously. */
-const parseCookies = cookieParser();
 /** Sessions made by `create` and not added yet, with their drafts (a WeakMap: nothing per request). */
 const created = new WeakMap<Session, SessionDraft>();
-const nothing = (): void => {};
 
 export interface GetOptions {
   /**
@@ -160,12 +156,6 @@ export class RequestSession implements HttpExchange {
 
   get cookieHeader(): string | undefined {
     return this.#req.headers.cookie;
-  }
-
-  cookie(name: string): unknown {
-    const req = this.#req;
-    if (req.cookies === undefined) parseCookies(req, this.#res, nothing);
-    return (req.cookies as Record<string, unknown>)[name];
   }
 
   get secure(): boolean {

@@ -1,5 +1,5 @@
 import { SessionCommitter, type SaveOutcome } from './commit.js';
-import { clearingCookie, occursOnceAsIs, sessionCookie, type CookieOptions } from './cookie.js';
+import { clearingCookie, sessionCookie, sessionCookieValue, type CookieOptions } from './cookie.js';
 import { SessionDraft } from './draft.js';
 import { DEFAULT_ID_BYTES, newSessionId, sessionIdValidator } from './id.js';
 import { logId, silentLogger, type Logger } from './logger.js';
@@ -74,10 +74,9 @@ export class CookieManager {
    */
   async load(exchange: HttpExchange): Promise<SessionDraft | undefined> {
     const header = exchange.cookieHeader;
-    if (!header?.includes(this.#cookie.name)) return undefined;
-    const value = exchange.cookie(this.#cookie.name);
+    const value = header === undefined ? undefined : sessionCookieValue(header, this.#cookie.name);
     if (value === undefined) return undefined;
-    if (typeof value !== 'string' || !this.#isValidId(value) || !occursOnceAsIs(header, this.#cookie.name, value)) {
+    if (value === null || !this.#isValidId(value)) {
       this.#logger.debug('session cookie rejected: not exactly one canonical session ID');
       this.#clearCookie(exchange);
       return undefined;

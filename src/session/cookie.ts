@@ -41,28 +41,27 @@ function serialize(name: string, value: string, maxAge: number, secure: boolean)
 }
 
 /**
- * Whether the Cookie header carries `name` exactly once, as `name=value` with the very bytes
- * of `value`: a quoted, percent-encoded or `j:` form of a session ID is not a session ID, and
- * two cookies of the name (one tossed in by a sibling subdomain, or with a longer Path) make
- * it impossible to know which one the user's browser meant, so neither is used.
+ * The session cookie's value in a raw Cookie header, read strictly: `undefined` when the
+ * header has no cookie of that name, `null` when it has one that must not be used as is (two
+ * cookies of the name: one tossed in by a sibling subdomain, or with a longer Path, and no way
+ * to know which the user's browser meant; or spaces before `=`, which no browser sends), else
+ * the value exactly as sent, spaces around it dropped. Nothing is decoded: a quoted,
+ * percent-encoded or `j:` form of a session ID is not a session ID.
  */
-export function occursOnceAsIs(header: string, name: string, value: string): boolean {
-  let count = 0;
-  let exact = false;
+export function sessionCookieValue(header: string, name: string): string | null | undefined {
+  let value: string | null | undefined;
   for (let at = header.indexOf(name); at >= 0; at = header.indexOf(name, at + name.length)) {
     // A match counts only as a whole name at the start of a pair (`xsessid=` is another
-    // cookie), followed by `=` after optional spaces, as the cookie parser reads it.
+    // cookie), followed by `=` after optional spaces.
     let before = at - 1;
     while (before >= 0 && header.charCodeAt(before) === 32) before--;
     if (before >= 0 && header.charCodeAt(before) !== 59) continue;
     let equals = at + name.length;
     while (header.charCodeAt(equals) === 32) equals++;
     if (header.charCodeAt(equals) !== 61) continue;
-    count++;
+    if (value !== undefined || equals !== at + name.length) return null;
     const end = header.indexOf(';', equals + 1);
-    exact =
-      header.slice(at + name.length, equals + 1) === '=' &&
-      header.slice(equals + 1, end < 0 ? header.length : end).trim() === value;
+    value = header.slice(equals + 1, end < 0 ? header.length : end).trim();
   }
-  return count === 1 && exact;
+  return value;
 }

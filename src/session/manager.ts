@@ -5,8 +5,6 @@
 export interface HttpExchange {
   /** The raw Cookie header, if the request has one. */
   readonly cookieHeader: string | undefined;
-  /** The named cookie as the cookie parser decoded it (not a string when it parsed `j:` JSON). */
-  cookie(name: string): unknown;
   /** Whether the request reached the front end over HTTPS. */
   readonly secure: boolean;
   /** Appends a Set-Cookie header to the response (replacing one of the same cookie). */

@@ -65,7 +65,6 @@ function exchange(): HttpExchange & { cookies: string[] } {
   const cookies: string[] = [];
   return {
     cookieHeader: undefined,
-    cookie: () => undefined,
     secure: false,
     setCookie: (h) => cookies.push(h),
     cookies,

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import cookieParser from 'cookie-parser';
-import type { Request, Response } from 'express';
 import { CookieManager } from '../../src/session/cookie-manager.js';
 import { idLength, newSessionId, sessionIdValidator } from '../../src/session/id.js';
 import type { HttpExchange } from '../../src/session/manager.js';
@@ -16,16 +14,10 @@ const CLEARED = /^sessid=; Max-Age=0; Path=\//;
 
 type Exchange = HttpExchange & { set: string[] };
 
-/**
- * An HTTP exchange with this raw Cookie header, decoded by cookie-parser as the Express
- * middleware does (quotes dropped, %XX decoded, `j:` JSON parsed); remembers Set-Cookie headers.
- */
+/** An HTTP exchange with this raw Cookie header; remembers Set-Cookie headers. */
 function rawExchange(header: string | undefined, secure = false): Exchange {
-  const req = { headers: header === undefined ? {} : { cookie: header } } as unknown as Request;
-  cookieParser()(req, {} as Response, () => {});
-  const cookies = req.cookies as Record<string, unknown>;
   const set: string[] = [];
-  return { set, secure, cookieHeader: header, cookie: (name) => cookies[name], setCookie: (h) => void set.push(h) };
+  return { set, secure, cookieHeader: header, setCookie: (h) => void set.push(h) };
 }
 
 /** An HTTP exchange whose request carries these cookies, as `name=value` pairs. */
@@ -156,8 +148,8 @@ describe('CookieManager', () => {
   });
 
   it('never looks up a live ID quoted, percent-encoded, as j: JSON or given twice, and clears the cookie', async () => {
-    // Flipped: cookie-parser decodes these forms to the bare ID, and they used to be looked
-    // up. Only the exact canonical ID, once, is a session ID now.
+    // Cookie parsers decode these forms to the bare ID; only the exact canonical ID, once, is a
+    // session ID.
     const { manager, store } = setup();
     const draft = manager.create();
     await manager.add(draft, exchange());

@@ -73,7 +73,6 @@ function recordingLogger(): Logger & { lines: { level: string; message: string; 
 function exchange(id?: string): HttpExchange {
   return {
     cookieHeader: id === undefined ? undefined : `sessid=${id}`,
-    cookie: (name) => (name === 'sessid' ? id : undefined),
     secure: false,
     setCookie: () => {},
   };
