@@ -7,7 +7,7 @@ import { CookieManager } from '../session/cookie-manager.js';
 import type { Logger } from '../session/logger.js';
 import { SessionContentionError, SessionTooLargeError, StoreUnavailableError, type Store } from '../session/store.js';
 import type { Config } from './config.js';
-import { demoRouter } from './demo.js';
+import { addDemoRoutes } from './demo.js';
 import { requestLogger } from './logging.js';
 import { securityHeaders } from './security.js';
 
@@ -36,6 +36,9 @@ export function createApp({ config, store, purge, storeDescription, logger, now 
   // trusting the one proxy in front of the app makes `req.secure` (and Secure cookies) right.
   app.set('trust proxy', 1);
   app.set('x-powered-by', false);
+  // No ETag on pages: they are private and `no-store`, so no client ever revalidates one, and
+  // hashing every page body costs each view. Static files keep theirs (express.static's own).
+  app.set('etag', false);
   app.set('view engine', 'ejs');
   app.set('views', path.join(root, 'views'));
   app.use(requestLogger(logger, config.logRequests ? config.logLevel : 'warn'));
@@ -43,16 +46,13 @@ export function createApp({ config, store, purge, storeDescription, logger, now 
   app.use(sessionMiddleware(manager, { logger }));
 
   app.get('/', (_req, res) => res.redirect(302, '/demo'));
-  app.use(
-    '/demo',
-    demoRouter({
-      password: config.demoPassword,
-      purge,
-      purgeDeadlineSeconds: config.purgeDeadlineSeconds,
-      storeDescription: storeDescription ?? `in ${config.store}`,
-      logger,
-    }),
-  );
+  addDemoRoutes(app, {
+    password: config.demoPassword,
+    purge,
+    purgeDeadlineSeconds: config.purgeDeadlineSeconds,
+    storeDescription: storeDescription ?? `in ${config.store}`,
+    logger,
+  });
   // After the pages, so that a page view does not walk past it; no page lives under /static.
   app.use('/static', express.static(path.join(root, 'public'), { maxAge: '1h' }));
   app.use((_req, res) => {

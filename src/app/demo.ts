@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import express, { Router, type Request, type Response } from 'express';
+import express, { type Request, type Response, type Router } from 'express';
 import type { PurgeFunction } from '../gaesession/purge.js';
 import { purgeHandler } from '../gaesession/purge.js';
 import type { Logger } from '../session/logger.js';
@@ -23,14 +23,17 @@ export interface DemoOptions {
   logger: Logger;
 }
 
-/** The demo: a visit counter behind a login, rotation, log out everywhere, and the cron purge. Mounted at /demo. */
-export function demoRouter(options: DemoOptions): Router {
-  const router = Router();
+/**
+ * The demo: a visit counter behind a login, rotation, log out everywhere, and the cron purge,
+ * under /demo. The routes go on the app itself rather than on a mounted sub-router: a nested
+ * router walks its own stack on every view, for nothing a handful of routes needs.
+ */
+export function addDemoRoutes(router: Router, options: DemoOptions): void {
   const forms = [express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 }), rejectCrossSite()];
   const page = (res: Response, state: DemoPageState): void =>
     renderDemoPage(res, options.password, { storeDescription: options.storeDescription, ...state });
 
-  router.get('/', async (req, res) => {
+  router.get('/demo', async (req, res) => {
     // The one page that may render as "logged out" when the store is down, and says so.
     const session = await req.sessions.get<DemoConstants, DemoVariables>({ allowUnavailable: true });
     if (!session) {
@@ -57,7 +60,7 @@ export function demoRouter(options: DemoOptions): Router {
     });
   });
 
-  router.post('/login', ...forms, async (req, res) => {
+  router.post('/demo/login', ...forms, async (req, res) => {
     const userName = field(req, 'username').trim();
     const password = field(req, 'password');
     if (userName.length > MAX_USER_NAME_LENGTH) {
@@ -81,31 +84,29 @@ export function demoRouter(options: DemoOptions): Router {
 
   // get() answers 503 when the store cannot say whether the cookie names a session: claiming a
   // logout then would leave the session alive behind the user's back.
-  router.post('/logout', ...forms, async (req, res) => {
+  router.post('/demo/logout', ...forms, async (req, res) => {
     const session = await req.sessions.get();
     if (session) await req.sessions.remove(session);
     res.redirect(303, '/demo');
   });
 
   // After a privilege change (a second factor, a new password) an app rotates the ID like this.
-  router.post('/rotate', ...forms, async (req, res) => {
+  router.post('/demo/rotate', ...forms, async (req, res) => {
     const session = await req.sessions.get();
     if (session) await req.sessions.rotate(session);
     res.redirect(303, '/demo');
   });
 
-  router.post('/logout-all', ...forms, async (req, res) => {
+  router.post('/demo/logout-all', ...forms, async (req, res) => {
     const session = await req.sessions.get<DemoConstants, DemoVariables>();
     if (session) await req.sessions.removeSessionsOf(session.constant('userName'));
     res.redirect(303, '/demo');
   });
 
   router.get(
-    '/purge',
+    '/demo/purge',
     purgeHandler(options.purge, { deadlineSeconds: options.purgeDeadlineSeconds, logger: options.logger }),
   );
-
-  return router;
 }
 
 /** What the demo page shows: the greeting and count, or the login form with an error or notice. */

@@ -216,9 +216,12 @@ export class RequestSession implements HttpExchange {
   #private(): void {
     if (this.#privateDone) return;
     this.#privateDone = true;
-    this.#res.setHeader('Cache-Control', 'no-store');
-    this.#res.vary('Cookie');
-    saveBeforeEnd(this.#res, this, this.#logger);
+    const res = this.#res;
+    res.setHeader('Cache-Control', 'no-store');
+    // `vary` parses and merges; with no Vary yet (the usual case) there is nothing to merge.
+    if (res.getHeader('Vary') === undefined) res.setHeader('Vary', 'Cookie');
+    else res.vary('Cookie');
+    saveBeforeEnd(res, this, this.#logger);
   }
 }
 

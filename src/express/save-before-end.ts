@@ -15,9 +15,10 @@ export interface PendingSave {
  * response into an error instead of a page showing state that was not kept.
  */
 export function saveBeforeEnd(res: Response, sessions: PendingSave, logger: Logger): void {
-  const end = res.end.bind(res) as (...args: unknown[]) => Response;
+  const original = res.end as (...args: unknown[]) => Response;
   res.end = ((...args: unknown[]): Response => {
-    if (!sessions.hasPendingSave) return end(...args);
+    if (!sessions.hasPendingSave) return original.apply(res, args);
+    const end = (...endArgs: unknown[]): Response => original.apply(res, endArgs);
     sessions.save().then(
       (outcome) => {
         if (outcome === 'saved') return end(...args);

@@ -62,31 +62,36 @@ export class SessionCommitter {
    */
   async inLane<T>(id: string, operation: (lane: Lane) => Promise<T>): Promise<T> {
     let lane = this.#lanes.get(id);
+    let result: Promise<T>;
     if (!lane) {
-      lane = { tail: Promise.resolve(), users: 0, latest: undefined };
+      // Nothing of this session is running here (the common case): start at once.
+      lane = { tail: undefined, users: 1, latest: undefined };
       this.#lanes.set(id, lane);
+      result = operation(lane);
+    } else {
+      lane.users++;
+      const current = lane;
+      const run = (): Promise<T> => operation(current);
+      // After the one before, whether it succeeded or failed (its caller handles its error).
+      result = lane.tail ? lane.tail.then(run, run) : run();
     }
-    lane.users++;
-    const current = lane;
-    const result = lane.tail.then(() => operation(current));
-    lane.tail = result.then(noop, noop);
+    lane.tail = result;
     try {
       return await result;
     } finally {
-      if (--current.users === 0) this.#lanes.delete(id);
+      if (--lane.users === 0) this.#lanes.delete(id);
     }
   }
 }
 
 /** One session's queue of operations in this process. */
 export interface Lane {
-  tail: Promise<void>;
+  /** The last operation queued; the next one starts when it has settled. */
+  tail: Promise<unknown> | undefined;
   users: number;
   /** The last record stored through this lane (while the lane is busy). */
   latest: Loaded | undefined;
 }
-
-function noop(): void {}
 
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

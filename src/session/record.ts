@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** A value that survives a JSON round trip: what a session attribute may hold. */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -59,7 +59,7 @@ export function refreshDue(record: SessionRecord, now: number): boolean {
  * Datastore export of an index then names nobody.
  */
 export function ownerHash(ownerKey: string): string {
-  return createHash('sha256').update(ownerKey, 'utf8').digest('base64url').slice(0, 22);
+  return hash('sha256', ownerKey, 'base64url').slice(0, 22);
 }
 
 /** A session as JSON: a SessionRecord with ISO-8601 dates, readable in a cache console or the Datastore viewer. */
