@@ -15,6 +15,8 @@ export interface PendingSave {
  * response into an error instead of a page showing state that was not kept.
  */
 export function saveBeforeEnd(res: Response, sessions: PendingSave, logger: Logger): void {
+  // Called with `apply(res, …)`: no bound copy per request.
+  // eslint-disable-next-line @typescript-eslint/unbound-method
   const original = res.end as (...args: unknown[]) => Response;
   res.end = ((...args: unknown[]): Response => {
     if (!sessions.hasPendingSave) return original.apply(res, args);
