@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import memjs from 'memjs';
 
 /** memcached's longest key. */
@@ -26,11 +27,13 @@ export interface MemjsResponse {
 /**
  * The untyped internals of memjs this tier relies on. memjs has no CAS or GAT call, but its
  * `perform` sends any binary-protocol request over the client's pooled connection with its
- * retry and timeout handling; `incrSeq` + `seq` give the request its opaque number.
+ * retry and timeout handling; `incrSeq` + `seq` give the request its opaque number; `server`
+ * is the server a key goes to, whose `_socket` (once connected) the tier batches writes on.
  */
 export interface MemjsLowLevel {
   readonly seq: number;
   incrSeq(): void;
+  server(key: string): object | null | undefined;
   perform(
     key: string,
     request: Buffer,
@@ -38,6 +41,12 @@ export interface MemjsLowLevel {
     callback: (error: Error | null, response: MemjsResponse | null) => void,
   ): void;
   close(): void;
+}
+
+/** The connection of a memjs server (its `_socket`), once it has one. */
+export function socketOf(server: object | null | undefined): Socket | undefined {
+  const socket: unknown = server ? Reflect.get(server, '_socket') : undefined;
+  return socket instanceof Socket ? socket : undefined;
 }
 
 export interface MemcacheClientOptions {

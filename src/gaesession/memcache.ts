@@ -11,6 +11,7 @@ import {
   type SessionCache,
 } from './cache.js';
 import { CircuitBreaker } from './circuit-breaker.js';
+import { batchWritesThisTurn } from './write-batching.js';
 import {
   expiration,
   ITEM_OVERHEAD_BYTES,
@@ -18,6 +19,7 @@ import {
   MAX_KEY_BYTES,
   OP,
   STATUS,
+  socketOf,
   storeExtras,
   type MemjsLowLevel,
   type MemjsResponse,
@@ -226,6 +228,7 @@ export class MemcacheCache implements SessionCache {
         }
       };
       try {
+        batchWritesThisTurn(socketOf(client.server(key)));
         client.perform(key, request, seq, finish);
       } catch (error) {
         finish(error instanceof Error ? error : String(error), null);

@@ -1,3 +1,4 @@
+import { Cluster } from 'iovalkey';
 import { logId, silentLogger } from '../session/logger.js';
 import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { CircuitBreaker } from './circuit-breaker.js';
@@ -13,9 +14,14 @@ import {
 } from './cache.js';
 import type { ValkeyClient } from './valkey-client.js';
 import { defineScripts } from './valkey-scripts.js';
+import { batchWritesThisTurn } from './write-batching.js';
 
 export interface ValkeyCacheOptions extends CacheTierOptions {
-  /** The client from `createValkeyClient`; the cache owns it from now on (close() quits it). */
+  /**
+   * The client from `createValkeyClient`; the cache owns it from now on (close() quits it).
+   * Connected, a call is bounded by the client's own command timeout (the same 1000 ms by
+   * default); `callTimeoutMs` bounds a call that must wait for the connection first.
+   */
   client: ValkeyClient;
 }
 
@@ -168,19 +174,35 @@ export class ValkeyCache implements SessionCache {
     // Within the window after a failure: fail at once (a rejection, as this is async).
     this.#breaker.check();
     this.#roundTrips++;
+    this.#batchWrites();
+    try {
+      // Connected (the usual case): the client's own command timeout bounds the call.
+      const result = this.#client.status === 'ready' ? await send() : await this.#sendWhenReady(send);
+      this.#breaker.succeeded();
+      return result;
+    } catch (error) {
+      throw this.#failed(error, operation, id);
+    }
+  }
+
+  /** Connecting (just after start-up, or reconnecting): waits for it within the call's deadline. */
+  async #sendWhenReady<T>(send: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new CallTimeout(this.#callTimeoutMs)), this.#callTimeoutMs);
     });
     try {
-      const result = await Promise.race([this.#whenReady().then(send), deadline]);
-      this.#breaker.succeeded();
-      return result;
-    } catch (error) {
-      throw this.#failed(error, operation, id);
+      return await Promise.race([this.#whenReady().then(send), deadline]);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** See write-batching.ts. A cluster's command goes to the primary of its slot: each is held. */
+  #batchWrites(): void {
+    const client = this.#client;
+    if (client instanceof Cluster) for (const node of client.nodes('master')) batchWritesThisTurn(node.stream);
+    else batchWritesThisTurn(client.stream);
   }
 
   /** Shared by every call waiting for the connection: one listener, however many calls. */
