@@ -29,10 +29,12 @@ export class SessionCommitter {
 
   /** Saves the draft's changes (or refreshes it); 'gone' when it ended meanwhile, nothing stored. */
   save(draft: SessionDraft): Promise<SaveOutcome> {
+    // Another operation of this session is under way here and will change it: what this
+    // draft's load holds open (Datastore-only: a transaction) would only make that one wait.
+    if (this.#lanes.has(draft.base.id)) this.release(draft);
     return this.inLane(draft.base.id, async (lane) => {
       for (let attempt = 1; ; attempt++) {
-        const latest = lane.latest;
-        if (latest && latest.record.version > draft.base.version) draft.rebase(latest.record, latest.token);
+        this.catchUp(draft, lane);
         const now = this.#now();
         if (!draft.due(now)) return 'saved';
         const record = draft.next(now);
@@ -54,6 +56,19 @@ export class SessionCommitter {
         draft.rebase(newer.record, newer.token);
       }
     });
+  }
+
+  /** Moves the draft onto the record the lane stored last, if that is newer than its own. */
+  catchUp(draft: SessionDraft, lane: Lane): void {
+    const latest = lane.latest;
+    if (!latest || latest.record.version <= draft.base.version) return;
+    this.release(draft);
+    draft.rebase(latest.record, latest.token);
+  }
+
+  /** Lets the store end what it holds open for the draft's load (a no-op for most stores). */
+  release(draft: SessionDraft): void {
+    if (draft.token !== undefined) this.#store.release?.(draft.token);
   }
 
   /**

@@ -122,8 +122,7 @@ export class CookieManager {
   async rotate(draft: SessionDraft, exchange: HttpExchange): Promise<'rotated' | 'gone'> {
     const oldId = draft.base.id;
     const outcome = await this.#committer.inLane(oldId, async (lane) => {
-      const latest = lane.latest;
-      if (latest && latest.record.version > draft.base.version) draft.rebase(latest.record, latest.token);
+      this.#committer.catchUp(draft, lane);
       for (;;) {
         const removed = await this.store.remove(oldId, draft.token);
         if (removed !== 'conflict') return removed;
@@ -174,7 +173,7 @@ export class CookieManager {
 
   /** The request is done with a session it loaded and did not write. */
   release(draft: SessionDraft): void {
-    if (draft.token !== undefined) this.store.release?.(draft.token);
+    this.#committer.release(draft);
   }
 
   close(): Promise<void> {
