@@ -42,14 +42,15 @@ export function addDemoRoutes(router: Router, options: DemoOptions): void {
     }
     // `update` (not get + set) so that concurrent views of one session are all counted: if
     // another view saved first, its increment is replayed on the newer count. Saving before
-    // rendering shows the count as it was stored.
+    // rendering shows the count as it was stored; the listing of the user's sessions goes out
+    // with the save (one cache write) and shows this one as saved.
     session.update('count', (c) => (c ?? 0) + 1);
     const userName = session.constant('userName');
-    if ((await req.sessions.save()) === 'gone') {
+    const [outcome, sessions] = await Promise.all([req.sessions.save(), req.sessions.sessionsOf(userName)]);
+    if (outcome === 'gone') {
       page(res, { ended: true });
       return;
     }
-    const sessions = await req.sessions.sessionsOf(userName);
     page(res, {
       userName,
       count: session.get('count') ?? 0,

@@ -47,6 +47,8 @@ export class RequestSession implements HttpExchange {
   /** A save failed or found the session gone: the response says so, and nothing retries it. */
   #settled = false;
   #unavailable = false;
+  /** The save under way (or done), so a listing of the owner's sessions shows its result. */
+  #saving: Promise<SaveOutcome> | undefined;
   /** The session ended while this request held it: its changes were refused. */
   #gone = false;
 
@@ -115,7 +117,8 @@ export class RequestSession implements HttpExchange {
     if (this.#gone) return 'gone';
     if (!draft || this.#settled) return 'saved';
     try {
-      const outcome = await this.#manager.save(draft);
+      this.#saving = this.#manager.save(draft);
+      const outcome = await this.#saving;
       if (outcome === 'gone') this.#end('gone');
       return outcome;
     } catch (error) {
@@ -142,7 +145,7 @@ export class RequestSession implements HttpExchange {
 
   /** The live sessions of an owner, most recently used first (this request's marked `current`). */
   sessionsOf(owner: string): Promise<SessionSummary[]> {
-    return this.#manager.sessionsOf(owner, this.#draft);
+    return this.#manager.sessionsOf(owner, this.#draft, this.#saving);
   }
 
   /** Ends every session of an owner, this one included ("log out everywhere"); returns how many. */

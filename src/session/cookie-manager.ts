@@ -4,7 +4,7 @@ import { SessionDraft } from './draft.js';
 import { DEFAULT_ID_BYTES, newSessionId, sessionIdValidator } from './id.js';
 import { logId, silentLogger, type Logger } from './logger.js';
 import type { HttpExchange, SessionSummary } from './manager.js';
-import { deadline, expiresAt, ownerHash, type Attributes } from './record.js';
+import { deadline, expiresAt, ownerHash, type Attributes, type SessionRecord } from './record.js';
 import type { Store } from './store.js';
 
 export interface CookieManagerOptions {
@@ -144,18 +144,18 @@ export class CookieManager {
     return 'rotated';
   }
 
-  /** The live sessions of an owner (the key given to `create`), most recently used first. */
-  async sessionsOf(owner: string, current?: SessionDraft): Promise<SessionSummary[]> {
-    const records = await this.store.owned(ownerHash(owner), current?.base);
+  /**
+   * The live sessions of an owner (the key given to `create`), most recently used first.
+   * `current` is the request's own session: it is not read again, and when `saving` (its save
+   * under way) is given, it is listed as that save leaves it. The listing's reads go out at
+   * once, beside the save's write.
+   */
+  async sessionsOf(owner: string, current?: SessionDraft, saving?: Promise<unknown>): Promise<SessionSummary[]> {
+    const [records] = await Promise.all([this.store.owned(ownerHash(owner), current?.base), saving?.catch(noop)]);
+    // Read now, after the save: what this request stored, not what it loaded.
+    const own = current?.base;
     return records
-      .map((record) => ({
-        label: logId(record.id),
-        created: new Date(record.created),
-        accessed: new Date(record.accessed),
-        expires: new Date(expiresAt(record)),
-        deadline: new Date(deadline(record)),
-        current: record.id === current?.base.id,
-      }))
+      .map((record) => summaryOf(own && record.id === own.id ? own : record, own?.id))
       .sort((a, b) => b.accessed.getTime() - a.accessed.getTime());
   }
 
@@ -184,3 +184,16 @@ export class CookieManager {
     exchange.setCookie(clearingCookie(this.#cookie, exchange.secure));
   }
 }
+
+function summaryOf(record: SessionRecord, currentId: string | undefined): SessionSummary {
+  return {
+    label: logId(record.id),
+    created: new Date(record.created),
+    accessed: new Date(record.accessed),
+    expires: new Date(expiresAt(record)),
+    deadline: new Date(deadline(record)),
+    current: record.id === currentId,
+  };
+}
+
+function noop(): void {}

@@ -351,6 +351,24 @@ describe('CookieManager', () => {
       await manager.close();
     });
 
+    it('lists the current session as its save under way leaves it, the listing read at once', async () => {
+      const clock = manualClock();
+      const { manager, store } = setup({ now: clock.now });
+      const draft = manager.create({}, { count: 0 }, 'ann');
+      await manager.add(draft, exchange());
+      clock.advance(5_000);
+      const loaded = await manager.load(exchange({ sessid: draft.base.id }));
+      assert.ok(loaded);
+      new Session<Record<string, never>, { count: number }>(loaded).update('count', (c) => (c ?? 0) + 1);
+      store.latencyMs = 20;
+      const saving = manager.save(loaded);
+      const [list] = await Promise.all([manager.sessionsOf('ann', loaded, saving), saving]);
+      assert.equal(list.length, 1);
+      assert.equal(list[0]?.current, true);
+      assert.equal(list[0]?.accessed.getTime(), clock.now(), 'last seen: this view, as saved');
+      await manager.close();
+    });
+
     it('ends all of them, clears the cookie of the request that asked, and counts them', async () => {
       const { manager, memory } = setup();
       const ann = [manager.create({}, {}, 'ann'), manager.create({}, {}, 'ann')];
