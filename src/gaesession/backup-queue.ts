@@ -70,14 +70,18 @@ export class BackupQueue {
     this.#schedule(record.id, lane);
   }
 
-  /** Discards a session's waiting state (it was removed); a write in flight is version-checked. */
-  drop(id: string): void {
+  /**
+   * Discards a session's waiting state (it was removed). Resolves once a write already in
+   * flight has landed (it never rejects), so the removal's delete comes after it.
+   */
+  drop(id: string): Promise<void> {
     const lane = this.#lanes.get(id);
-    if (!lane) return;
+    if (!lane) return Promise.resolve();
     clearTimeout(lane.timer);
     lane.timer = undefined;
     lane.waiting = undefined;
     if (!lane.running) this.#lanes.delete(id);
+    return lane.running ?? Promise.resolve();
   }
 
   /** Writes every waiting state now and waits until nothing is left. */

@@ -68,9 +68,9 @@ export class DatastoreBackup {
     return this.#queue?.waiting(id);
   }
 
-  /** The session was removed: its waiting state is dropped. */
-  drop(id: string): void {
-    this.#queue?.drop(id);
+  /** The session was removed: its waiting state is dropped, and a write in flight waited for. */
+  drop(id: string): Promise<void> {
+    return this.#queue?.drop(id) ?? Promise.resolve();
   }
 
   flush(): Promise<void> {
