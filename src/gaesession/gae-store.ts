@@ -160,8 +160,7 @@ export class GaeStore implements Store {
     }
     const datastore = this.#datastore;
     if (!datastore) return absentFromCache ? 'gone' : 'removed';
-    // A backup in flight that landed after the delete would bring the entity back: wait for it.
-    await this.#backup?.drop(id);
+    await this.#backup?.drop(id); // a backup in flight must land before the delete, not after
     try {
       if (tiered && 'datastoreVersion' in tiered) return await removeIf(datastore, id, tiered.datastoreVersion);
       // Gone from the cache (evicted, or ended): Datastore tells which, on this rare path only.

@@ -18,9 +18,8 @@ import { batchWritesThisTurn } from './write-batching.js';
 
 export interface ValkeyCacheOptions extends CacheTierOptions {
   /**
-   * The client from `createValkeyClient`; the cache owns it from now on (close() quits it).
-   * Connected, a call is bounded by the client's own command timeout (the same 1000 ms by
-   * default); `callTimeoutMs` bounds a call that must wait for the connection first.
+   * The client from `createValkeyClient`, owned by the cache from now on (close() quits it). Its
+   * command timeout bounds a call; `callTimeoutMs`, one that must wait for the connection first.
    */
   client: ValkeyClient;
 }
