@@ -18,6 +18,8 @@ interface Lane {
   timer: NodeJS.Timeout | undefined;
   running: Promise<void> | undefined;
   lastStart: number;
+  /** The session was removed while a write was running: that write is not tried again. */
+  dropped: boolean;
 }
 
 /**
@@ -60,9 +62,10 @@ export class BackupQueue {
   enqueue(record: SessionRecord): void {
     let lane = this.#lanes.get(record.id);
     if (!lane) {
-      lane = { waiting: undefined, timer: undefined, running: undefined, lastStart: 0 };
+      lane = { waiting: undefined, timer: undefined, running: undefined, lastStart: 0, dropped: false };
       this.#lanes.set(record.id, lane);
     }
+    lane.dropped = false;
     const earlier = lane.waiting;
     if (!earlier || record.version >= earlier.record.version) {
       lane.waiting = { record, attempt: 1 };
@@ -72,7 +75,8 @@ export class BackupQueue {
 
   /**
    * Discards a session's waiting state (it was removed). Resolves once a write already in
-   * flight has landed (it never rejects), so the removal's delete comes after it.
+   * flight has landed or failed (it never rejects; a failed one is not retried), so the
+   * removal's delete comes after it.
    */
   drop(id: string): Promise<void> {
     const lane = this.#lanes.get(id);
@@ -80,6 +84,7 @@ export class BackupQueue {
     clearTimeout(lane.timer);
     lane.timer = undefined;
     lane.waiting = undefined;
+    lane.dropped = true;
     if (!lane.running) this.#lanes.delete(id);
     return lane.running ?? Promise.resolve();
   }
@@ -127,8 +132,8 @@ export class BackupQueue {
       () => {},
       (error: unknown) => {
         const fields = { sessionId: logId(id), attempt: job.attempt, error: String(error) };
-        // A newer state waiting replaces this one anyway.
-        if (lane.waiting) return;
+        // A newer state waiting replaces this one anyway; a removed session's is not retried.
+        if (lane.waiting || lane.dropped) return;
         if (job.attempt < this.#attempts && !this.#closing) {
           this.#logger.warn('asynchronous Datastore write failed; will retry', fields);
           lane.waiting = { ...job, attempt: job.attempt + 1 };

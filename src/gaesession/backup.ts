@@ -23,7 +23,8 @@ export interface BackupOptions {
  * queued (`async`). Datastore holding a newer version is normal (another request's backup
  * landed first): the cache's line of versions is the truth, and a backup never undoes a cache
  * write (others may have read it already). A backup that finds the entity gone writes it only
- * if the session has no tombstone: a late backup never brings back a logged-out session.
+ * if the cache says the session has no tombstone: a late backup never brings back a
+ * logged-out session.
  */
 export class DatastoreBackup {
   readonly #datastore: DatastoreTier;
@@ -81,13 +82,20 @@ export class DatastoreBackup {
     return this.#queue?.close(graceMs) ?? Promise.resolve();
   }
 
-  #write(record: SessionRecord, isNew: boolean): Promise<unknown> {
-    // A cache that cannot say whether there is a tombstone counts as live: it just took the record.
+  async #write(record: SessionRecord, isNew: boolean): Promise<void> {
+    let unknown = false;
     const stillLive = (): Promise<boolean> =>
       this.#cache.isBuried(record.id).then(
         (buried) => !buried,
-        () => true,
+        () => {
+          unknown = true;
+          return false;
+        },
       );
-    return backup(this.#datastore, record, isNew, stillLive);
+    await backup(this.#datastore, record, isNew, stillLive);
+    // The entity is gone and the cache cannot say whether a logout buried the session: not
+    // written, as it may be a logged-out one (the queue tries again; sync mode leaves it cached).
+    if (unknown)
+      throw new StoreUnavailableError(`${this.#cache.name} unavailable: cannot tell whether the session ended`);
   }
 }

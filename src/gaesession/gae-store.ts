@@ -219,7 +219,9 @@ export class GaeStore implements Store {
       put = await this.#records.putBack(record);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError)) throw error;
-      // Read, but not cached: the next request reads Datastore again.
+      // Read, maybe not cached; but its ADD may have landed unanswered, with no tombstone
+      // check after it: the next access drops that copy first.
+      this.#stale.note(record.id);
       return { record, token: { datastoreVersion: record.version } satisfies TieredToken, source: 'Datastore' };
     }
     if (put === 'taken') return 'taken';

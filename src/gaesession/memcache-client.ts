@@ -39,6 +39,8 @@ export interface MemjsLowLevel {
     request: Buffer,
     seq: number,
     callback: (error: Error | null, response: MemjsResponse | null) => void,
+    /** Attempts for this request (the client's `retries` when undefined). */
+    retries?: number,
   ): void;
   close(): void;
 }

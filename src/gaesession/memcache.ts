@@ -34,6 +34,16 @@ export interface MemcacheCacheOptions extends CacheTierOptions {
 const INDEX_ATTEMPTS = 10;
 
 /**
+ * memjs resends a request whose answer is late, though memcached may have applied it: an ADD
+ * or a CAS write would then report its own success as a conflict (a put-back would skip its
+ * tombstone check, a view would be replayed and counted twice). Those go once; reads,
+ * touches and plain sets and deletes can be repeated.
+ */
+function sentOnce(opcode: number, cas: Buffer | undefined): boolean {
+  return opcode === OP.add || cas !== undefined;
+}
+
+/**
  * The memcache cache tier, over the binary protocol. A read is GAT (get-and-touch): one round
  * trip returns the item with its CAS value and restarts its expiry. Conditional writes and
  * deletes carry that CAS value, so memcached itself refuses one that would overwrite another
@@ -229,7 +239,7 @@ export class MemcacheCache implements SessionCache {
       };
       try {
         batchWritesThisTurn(socketOf(client.server(key)));
-        client.perform(key, request, seq, finish);
+        client.perform(key, request, seq, finish, sentOnce(opcode, cas) ? 1 : undefined);
       } catch (error) {
         finish(error instanceof Error ? error : String(error), null);
       }

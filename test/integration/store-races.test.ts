@@ -4,9 +4,11 @@ import type { Datastore } from '@google-cloud/datastore';
 import { jsonCodec } from '../../src/gaesession/codec.js';
 import { DatastoreTier } from '../../src/gaesession/datastore.js';
 import { GaeStore, type DatastoreWrites } from '../../src/gaesession/gae-store.js';
-import { createMemcacheClient } from '../../src/gaesession/memcache-client.js';
+import { createMemcacheClient, OP } from '../../src/gaesession/memcache-client.js';
 import { MemcacheCache } from '../../src/gaesession/memcache.js';
 import type { Session } from '../../src/session/session.js';
+import { StoreUnavailableError } from '../../src/session/store.js';
+import { startLaggingProxy } from '../support/lagging-proxy.js';
 import { missing } from '../support/services.js';
 import { SessionClient } from '../support/session-client.js';
 import {
@@ -16,6 +18,8 @@ import {
   storedCount,
   storedEntity,
   cleanSharedServices,
+  eventually,
+  sleep,
   type TestBackend,
 } from './helpers.js';
 
@@ -132,5 +136,84 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
     openWrites();
     await slow.gae.flush();
     assert.equal(await storedCount(session.id), 1, 'the late first write did not replace it');
+  });
+
+  it('a late backup on another instance, whose memcache cannot say the session ended, does not write it back', async () => {
+    const slow = makeBackend('async', services.memcached.address, { gae: { asyncIntervalMs: 60_000 } });
+    const other = makeBackend('sync', services.memcached.address);
+    closers.push(
+      () => slow.close(),
+      () => other.close(),
+    );
+    const instance = new SessionClient(slow.store);
+    const session = newSession(instance);
+    await instance.add(session);
+    await slow.gae!.flush(); // the first backup: in Datastore
+    for (let count = 1; count <= 2; count++) {
+      const view = await instance.get(session.id);
+      assert.ok(view);
+      view.set('count', count);
+      assert.equal(await instance.save(view), true);
+    }
+    // The first change's backup starts at once, the second's waits a minute behind it.
+    await eventually(async () => (await storedCount(session.id)) === 1);
+
+    await new SessionClient(other.store).remove(session.id); // logged out on the other instance
+    slow.cache!.isBuried = () => Promise.reject(new StoreUnavailableError('memcache unavailable'));
+    await slow.gae!.flush();
+
+    assert.equal(await storedEntity(session.id), undefined, 'Datastore does not hold it again');
+  });
+
+  describe('when memcached applies a request but its answer comes late', () => {
+    /** A store whose memcache answers pass a proxy that can hold one back past the client's 100 ms. */
+    const laggingStore = async () => {
+      const proxy = await startLaggingProxy(services.memcached.address);
+      const client = createMemcacheClient({ servers: [proxy.address], attemptTimeoutMs: 100 });
+      const cache = new MemcacheCache({ client, openMs: 200 });
+      const gae = new GaeStore({
+        cache,
+        datastore: new DatastoreTier({ datastore: datastoreClient(), codec: jsonCodec }),
+        timeoutSeconds: 1800,
+      });
+      closers.push(() =>
+        gae
+          .close()
+          .then(() => cache.close())
+          .then(() => proxy.close()),
+      );
+      return { store: new SessionClient(gae), cache, proxy };
+    };
+
+    it('a put-back whose ADD was applied does not bring back a session being logged out', async () => {
+      const { store, cache, proxy } = await laggingStore();
+      const session = newSession(store);
+      await store.add(session);
+      // A logout half done: tombstone and memcache delete made, the Datastore delete not yet.
+      await cache.bury(session.id, 1800);
+      await cache.delete(session.id);
+
+      proxy.lagNext(OP.add, 250);
+      await store.get(session.id); // reads Datastore; its put-back is applied, the answer lost
+      await sleep(300); // past the fail-fast window
+
+      assert.equal(await store.get(session.id), undefined, 'the next request finds the session ended');
+      assert.equal(await inMemcache(session.id), false, 'memcache does not hold it');
+    });
+
+    it('a conditional write that was applied is not replayed as if it had lost', async () => {
+      const { store, proxy } = await laggingStore();
+      const session = newSession(store);
+      await store.add(session);
+      const view = await store.get(session.id);
+      assert.ok(view);
+      view.update('count', (count: unknown) => Number(count) + 1);
+
+      proxy.lagNext(OP.set, 250);
+      assert.equal(await store.save(view), true, 'the view is saved');
+      await sleep(300);
+
+      assert.equal((await store.get(session.id))?.get('count'), 1, 'and counted once');
+    });
   });
 });

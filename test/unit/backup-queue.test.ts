@@ -43,4 +43,24 @@ describe('BackupQueue.drop', () => {
     await queue.drop('never-seen');
     assert.equal(queue.size, 0);
   });
+
+  it('does not let a write in flight that fails be tried again', async () => {
+    let fail!: (error: Error) => void;
+    const started: number[] = [];
+    const queue = new BackupQueue({
+      intervalMs: 0,
+      write: (r) => {
+        started.push(r.version);
+        return new Promise((_, reject) => (fail = reject));
+      },
+    });
+    queue.enqueue(record('abc', 1));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const drop = queue.drop('abc');
+    fail(new Error('contention'));
+    await drop;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(started, [1], 'the logged-out session is not written after the logout');
+    assert.equal(queue.size, 0);
+  });
 });
