@@ -57,7 +57,12 @@ export interface MemcacheClientOptions {
   password?: string | undefined;
   /** Attempts per call (memjs `retries`; default 3). */
   retries?: number | undefined;
-  /** Time one attempt may take, in ms (memjs `timeout` and `conntimeout`; default 400). */
+  /**
+   * Time one attempt may take, in ms (memjs `timeout` and `conntimeout`; default 1000, the
+   * tier's whole budget per call). Under load an answer comes late far more often than it is
+   * lost, and a memjs timeout drops the connection with every request on it; a broken
+   * connection fails at once, and that is what the retries are for.
+   */
   attemptTimeoutMs?: number | undefined;
 }
 
@@ -67,7 +72,7 @@ export interface MemcacheClientOptions {
  * silenced because the tier logs each outage once.
  */
 export function createMemcacheClient(options: MemcacheClientOptions): memjs.Client {
-  const attempt = (options.attemptTimeoutMs ?? 400) / 1000;
+  const attempt = (options.attemptTimeoutMs ?? 1000) / 1000;
   return memjs.Client.create(options.servers.join(','), {
     retries: options.retries ?? 3,
     retry_delay: 0.05,

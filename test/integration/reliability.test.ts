@@ -65,7 +65,8 @@ describe('reliability under concurrency, restarts and pauses', { skip }, () => {
         logout();
         await loops;
         await sleep(mode === 'async' ? 800 : 100); // past any pending asynchronous write
-        assert.equal(visitCount(await request(app.base, '/demo', { cookie })), undefined, 'the stolen cookie is dead');
+        const stolen = visitCount(await request(app.base, '/demo', { cookie }));
+        assert.equal(stolen, undefined, `the stolen cookie is dead (server log:\n${app.output().slice(-4000)})`);
         assert.equal(await storedEntity(idOf(cookie)), undefined, 'no Datastore copy came back');
       }
     });

@@ -18,7 +18,6 @@ import {
   storedCount,
   storedEntity,
   cleanSharedServices,
-  eventually,
   sleep,
   type TestBackend,
 } from './helpers.js';
@@ -78,7 +77,10 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
   const services = cleanSharedServices();
   const closers: (() => Promise<void>)[] = [];
 
-  const interleavedStore = (writes: DatastoreWrites, interleave: Interleave): SessionClient & { gae: GaeStore } => {
+  const interleavedStore = (
+    writes: DatastoreWrites,
+    interleave: Interleave,
+  ): SessionClient & { gae: GaeStore; cache: MemcacheCache } => {
     const cache = new MemcacheCache({ client: createMemcacheClient({ servers: [services.memcached.address] }) });
     const datastore = interleaved(datastoreClient(), interleave);
     const gae = new GaeStore({
@@ -89,7 +91,7 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
       asyncIntervalMs: 200,
     });
     closers.push(() => gae.close().then(() => cache.close()));
-    return Object.assign(new SessionClient(gae), { gae });
+    return Object.assign(new SessionClient(gae), { gae, cache });
   };
   const inMemcache = async (id: string): Promise<boolean> => {
     const raw = rawMemcache(services.memcached.address);
@@ -139,28 +141,17 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
   });
 
   it('a late backup on another instance, whose memcache cannot say the session ended, does not write it back', async () => {
-    const slow = makeBackend('async', services.memcached.address, { gae: { asyncIntervalMs: 60_000 } });
+    let openWrites: () => void = () => {};
+    const slow = interleavedStore('async', { writesWaitFor: new Promise<void>((resolve) => (openWrites = resolve)) });
     const other = makeBackend('sync', services.memcached.address);
-    closers.push(
-      () => slow.close(),
-      () => other.close(),
-    );
-    const instance = new SessionClient(slow.store);
-    const session = newSession(instance);
-    await instance.add(session);
-    await slow.gae!.flush(); // the first backup: in Datastore
-    for (let count = 1; count <= 2; count++) {
-      const view = await instance.get(session.id);
-      assert.ok(view);
-      view.set('count', count);
-      assert.equal(await instance.save(view), true);
-    }
-    // The first change's backup starts at once, the second's waits a minute behind it.
-    await eventually(async () => (await storedCount(session.id)) === 1);
+    closers.push(() => other.close());
+    const session = newSession(slow);
+    await slow.add(session); // in memcache; its first Datastore write is held back
 
     await new SessionClient(other.store).remove(session.id); // logged out on the other instance
-    slow.cache!.isBuried = () => Promise.reject(new StoreUnavailableError('memcache unavailable'));
-    await slow.gae!.flush();
+    slow.cache.isBuried = () => Promise.reject(new StoreUnavailableError('memcache unavailable'));
+    openWrites();
+    await slow.gae.flush();
 
     assert.equal(await storedEntity(session.id), undefined, 'Datastore does not hold it again');
   });
