@@ -89,7 +89,8 @@ export class CacheRecords {
     const token = await this.add(record);
     if (!token) return 'taken';
     if (!(await this.cache.isBuried(record.id))) return token;
-    await this.cache.delete(record.id, token);
+    // Not only if it is still this copy: another request may have read it and written a change.
+    await this.cache.delete(record.id);
     return 'ended';
   }
 }

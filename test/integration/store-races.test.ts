@@ -119,6 +119,33 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
     assert.equal(await storedEntity(session.id), undefined, 'nor Datastore');
   });
 
+  it('a put-back that another request writes to before its tombstone check is still taken back', async () => {
+    const reader = interleavedStore('sync', {});
+    const other = makeBackend('sync', services.memcached.address);
+    closers.push(() => other.close());
+    const writer = new SessionClient(other.store);
+    const session = newSession(reader);
+    await reader.add(session);
+    // A logout half done: tombstone and memcache delete made, the Datastore delete not yet.
+    await reader.cache.bury(session.id, 1800);
+    await reader.cache.delete(session.id);
+
+    // Between the reader's put-back and its tombstone check, a request on another instance
+    // reads the copy it put back and saves a change to it.
+    const isBuried = reader.cache.isBuried.bind(reader.cache);
+    reader.cache.isBuried = async (id) => {
+      const view = await writer.get(id);
+      assert.ok(view, 'the put-back copy is readable for a moment');
+      view.update('count', (count: unknown) => Number(count) + 1);
+      await writer.save(view);
+      return isBuried(id);
+    };
+    assert.equal(await reader.get(session.id), undefined, 'the reader finds the session ended');
+
+    assert.equal(await inMemcache(session.id), false, 'memcache does not keep the changed copy');
+    assert.equal(await writer.get(session.id), undefined, 'so no later request sees the session');
+  });
+
   it("an asynchronous first write that lands late does not overwrite another instance's newer state", async () => {
     let openWrites: () => void = () => {};
     const interleave: Interleave = { writesWaitFor: new Promise<void>((resolve) => (openWrites = resolve)) };
