@@ -45,11 +45,30 @@ export interface MemjsLowLevel {
   close(): void;
 }
 
+/**
+ * memjs resends a request whose answer is late, though memcached may have applied it: an ADD
+ * or a CAS write would then report its own success as a conflict (a put-back would skip its
+ * tombstone check, a view would be replayed and counted twice). Those go again only after a
+ * broken connection, which they cannot have passed; reads, touches and plain sets and deletes
+ * can be repeated.
+ */
+export function sentOnce(opcode: number, cas: Buffer | undefined): boolean {
+  return opcode === OP.add || cas !== undefined;
+}
+
+/** memjs gave up waiting for the answer (memcached may have applied the request), not a broken connection. */
+export function answerLate(error: Error | string): boolean {
+  return (typeof error === 'string' ? error : error.message).includes('waiting on response');
+}
+
 /** The connection of a memjs server (its `_socket`), once it has one. */
 export function socketOf(server: object | null | undefined): Socket | undefined {
   const socket: unknown = server ? Reflect.get(server, '_socket') : undefined;
   return socket instanceof Socket ? socket : undefined;
 }
+
+/** memjs's pause before it resends a request (its `retry_delay`), and ours for one it does not resend. */
+export const RETRY_DELAY_MS = 50;
 
 export interface MemcacheClientOptions {
   servers: string[];
@@ -75,7 +94,7 @@ export function createMemcacheClient(options: MemcacheClientOptions): memjs.Clie
   const attempt = (options.attemptTimeoutMs ?? 1000) / 1000;
   return memjs.Client.create(options.servers.join(','), {
     retries: options.retries ?? 3,
-    retry_delay: 0.05,
+    retry_delay: RETRY_DELAY_MS / 1000,
     timeout: attempt,
     conntimeout: attempt,
     failover: false,

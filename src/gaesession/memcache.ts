@@ -17,7 +17,10 @@ import {
   ITEM_OVERHEAD_BYTES,
   MAX_ITEM_BYTES,
   MAX_KEY_BYTES,
+  answerLate,
   OP,
+  RETRY_DELAY_MS,
+  sentOnce,
   STATUS,
   socketOf,
   storeExtras,
@@ -32,16 +35,6 @@ export interface MemcacheCacheOptions extends CacheTierOptions {
 
 /** Attempts of a compare-and-set on an owner index before an update gives up. */
 const INDEX_ATTEMPTS = 10;
-
-/**
- * memjs resends a request whose answer is late, though memcached may have applied it: an ADD
- * or a CAS write would then report its own success as a conflict (a put-back would skip its
- * tombstone check, a view would be replayed and counted twice). Those go once; reads,
- * touches and plain sets and deletes can be repeated.
- */
-function sentOnce(opcode: number, cas: Buffer | undefined): boolean {
-  return opcode === OP.add || cas !== undefined;
-}
 
 /**
  * The memcache cache tier, over the binary protocol. A read is GAT (get-and-touch): one round
@@ -237,12 +230,26 @@ export class MemcacheCache implements SessionCache {
           resolve(response);
         }
       };
-      try {
-        batchWritesThisTurn(socketOf(client.server(key)));
-        client.perform(key, request, seq, finish, sentOnce(opcode, cas) ? 1 : undefined);
-      } catch (error) {
-        finish(error instanceof Error ? error : String(error), null);
-      }
+      const once = sentOnce(opcode, cas);
+      let resends = once ? 1 : 0;
+      const perform = (): void => {
+        try {
+          batchWritesThisTurn(socketOf(client.server(key)));
+          client.perform(key, request, seq, answered, once ? 1 : undefined);
+        } catch (error) {
+          finish(error instanceof Error ? error : String(error), null);
+        }
+      };
+      const answered = (error: Error | string | null, response: MemjsResponse | null): void => {
+        // One that must go once is resent (as memjs resends the others) only if it never reached memcached.
+        if (error && resends > 0 && !settled && !answerLate(error)) {
+          resends--;
+          setTimeout(perform, RETRY_DELAY_MS);
+        } else {
+          finish(error, response);
+        }
+      };
+      perform();
     });
   }
 }
