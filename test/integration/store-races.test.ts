@@ -18,6 +18,7 @@ import {
   storedCount,
   storedEntity,
   cleanSharedServices,
+  RecordingLogger,
   sleep,
   type TestBackend,
 } from './helpers.js';
@@ -188,7 +189,8 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
     const laggingStore = async () => {
       const proxy = await startLaggingProxy(services.memcached.address);
       const client = createMemcacheClient({ servers: [proxy.address], attemptTimeoutMs: 100 });
-      const cache = new MemcacheCache({ client, openMs: 200 });
+      const logger = new RecordingLogger();
+      const cache = new MemcacheCache({ client, openMs: 200, logger });
       const gae = new GaeStore({
         cache,
         datastore: new DatastoreTier({ datastore: datastoreClient(), codec: jsonCodec }),
@@ -200,7 +202,7 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
           .then(() => cache.close())
           .then(() => proxy.close()),
       );
-      return { store: new SessionClient(gae), cache, proxy };
+      return { store: new SessionClient(gae), cache, proxy, logger };
     };
 
     it('a put-back whose ADD was applied does not bring back a session being logged out', async () => {
@@ -217,6 +219,19 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
 
       assert.equal(await store.get(session.id), undefined, 'the next request finds the session ended');
       assert.equal(await inMemcache(session.id), false, 'memcache does not hold it');
+    });
+
+    it('a put-back whose connection breaks before it gets through is sent again', async () => {
+      const { store, cache, proxy, logger } = await laggingStore();
+      const session = newSession(store);
+      await store.add(session);
+      await cache.delete(session.id); // evicted: the next read puts it back from Datastore
+
+      proxy.resetAtNext(OP.add);
+      assert.ok(await store.get(session.id), 'the session is read');
+
+      assert.equal(await inMemcache(session.id), true, 'and back in memcache');
+      assert.equal(logger.count('warn', 'memcache unavailable'), 0, 'with no outage declared');
     });
 
     it('a conditional write that was applied is not replayed as if it had lost', async () => {

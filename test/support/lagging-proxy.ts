@@ -11,17 +11,21 @@ export interface LaggingProxy {
    * has applied the request, but the client hears of it late (or, past its timeout, never).
    */
   lagNext(opcode: number, ms: number): void;
+  /** Resets the client's connection when the next request with this opcode arrives, before it is passed on. */
+  resetAtNext(opcode: number): void;
   close(): void;
 }
 
 /**
- * A TCP proxy in front of a real memcached that can delay one answer: the fault a real server
- * cannot produce on demand (a reply lost or late in transit after the write was applied).
+ * A TCP proxy in front of a real memcached that can delay one answer, or break the connection
+ * under one request: faults a real server cannot produce on demand (a reply late in transit
+ * after the write was applied; a connection lost before the request got through).
  * Requests pass at once; answers keep their order, so the ones behind a delayed answer wait too.
  */
 export async function startLaggingProxy(memcachedAddress: string): Promise<LaggingProxy> {
   const [host = '127.0.0.1', port = '11211'] = memcachedAddress.split(':');
   const lags = new Map<number, number>();
+  const resets = new Set<number>();
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(port), host);
@@ -32,7 +36,22 @@ export async function startLaggingProxy(memcachedAddress: string): Promise<Laggi
     };
     client.on('error', closeBoth).on('close', closeBoth);
     upstream.on('error', closeBoth).on('close', closeBoth);
-    client.on('data', (chunk: Buffer) => upstream.write(chunk));
+    let request = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      request = Buffer.concat([request, chunk]);
+      while (request.length >= HEADER_BYTES) {
+        const length = HEADER_BYTES + request.readUInt32BE(8);
+        if (request.length < length) break;
+        const frame = request.subarray(0, length);
+        request = request.subarray(length);
+        const opcode = frame[1] ?? -1;
+        if (resets.delete(opcode)) {
+          client.resetAndDestroy(); // an RST: the client sees ECONNRESET, memcached never the request
+          return;
+        }
+        upstream.write(frame);
+      }
+    });
 
     let pending = Buffer.alloc(0);
     let delivered = Promise.resolve();
@@ -59,6 +78,9 @@ export async function startLaggingProxy(memcachedAddress: string): Promise<Laggi
     address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     lagNext(opcode, ms) {
       lags.set(opcode, ms);
+    },
+    resetAtNext(opcode) {
+      resets.add(opcode);
     },
     close() {
       for (const socket of sockets) socket.destroy();
