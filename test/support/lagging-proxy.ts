@@ -1,7 +1,22 @@
 import net from 'node:net';
 
-/** A memcached binary-protocol response header: 24 bytes, the body length at offset 8. */
+/** A memcached binary-protocol header (request or response): 24 bytes, the opcode at offset 1, the body length at 8. */
 const HEADER_BYTES = 24;
+
+/** Calls `each` with every whole frame a socket receives, in order, until the socket is destroyed. */
+function onFrames(socket: net.Socket, each: (frame: Buffer, opcode: number) => void): void {
+  let buffered = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= HEADER_BYTES && !socket.destroyed) {
+      const length = HEADER_BYTES + buffered.readUInt32BE(8);
+      if (buffered.length < length) break;
+      const frame = buffered.subarray(0, length);
+      buffered = buffered.subarray(length);
+      each(frame, frame[1] ?? -1);
+    }
+  });
+}
 
 export interface LaggingProxy {
   /** host:port to give the client instead of memcached's. */
@@ -36,41 +51,20 @@ export async function startLaggingProxy(memcachedAddress: string): Promise<Laggi
     };
     client.on('error', closeBoth).on('close', closeBoth);
     upstream.on('error', closeBoth).on('close', closeBoth);
-    let request = Buffer.alloc(0);
-    client.on('data', (chunk: Buffer) => {
-      request = Buffer.concat([request, chunk]);
-      while (request.length >= HEADER_BYTES) {
-        const length = HEADER_BYTES + request.readUInt32BE(8);
-        if (request.length < length) break;
-        const frame = request.subarray(0, length);
-        request = request.subarray(length);
-        const opcode = frame[1] ?? -1;
-        if (resets.delete(opcode)) {
-          client.resetAndDestroy(); // an RST: the client sees ECONNRESET, memcached never the request
-          return;
-        }
-        upstream.write(frame);
-      }
+    onFrames(client, (frame, opcode) => {
+      // An RST: the client sees ECONNRESET, and memcached never gets the request.
+      if (resets.delete(opcode)) client.resetAndDestroy();
+      else upstream.write(frame);
     });
-
-    let pending = Buffer.alloc(0);
     let delivered = Promise.resolve();
-    upstream.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      while (pending.length >= HEADER_BYTES) {
-        const length = HEADER_BYTES + pending.readUInt32BE(8);
-        if (pending.length < length) break;
-        const frame = pending.subarray(0, length);
-        pending = pending.subarray(length);
-        const opcode = frame[1] ?? -1;
-        const lag = lags.get(opcode) ?? 0;
-        lags.delete(opcode);
-        delivered = delivered
-          .then(() => (lag > 0 ? new Promise<void>((resolve) => setTimeout(resolve, lag)) : undefined))
-          .then(() => {
-            if (!client.destroyed) client.write(frame);
-          });
-      }
+    onFrames(upstream, (frame, opcode) => {
+      const lag = lags.get(opcode) ?? 0;
+      lags.delete(opcode);
+      delivered = delivered
+        .then(() => (lag > 0 ? new Promise<void>((resolve) => setTimeout(resolve, lag)) : undefined))
+        .then(() => {
+          if (!client.destroyed) client.write(frame);
+        });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
