@@ -42,11 +42,11 @@ export function addDemoRoutes(router: Router, options: DemoOptions): void {
     }
     // `update` (not get + set) so that concurrent views of one session are all counted: if
     // another view saved first, its increment is replayed on the newer count. Saving before
-    // rendering shows the count as it was stored; the listing of the user's sessions goes out
-    // with the save (one cache write) and shows this one as saved.
+    // rendering shows the count as it was stored; the listing of the user's sessions (this
+    // session's owner) goes out with the save (one cache write) and shows this one as saved.
     session.update('count', (c) => (c ?? 0) + 1);
     const userName = session.constant('userName');
-    const [outcome, sessions] = await Promise.all([req.sessions.save(), req.sessions.sessionsOf(userName)]);
+    const [outcome, sessions] = await Promise.all([req.sessions.save(), req.sessions.sessionsOf()]);
     if (outcome === 'gone') {
       page(res, { ended: true });
       return;

@@ -1,4 +1,4 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { SaveOutcome } from '../session/commit.js';
 import type { CookieManager } from '../session/cookie-manager.js';
 import type { SessionDraft } from '../session/draft.js';
@@ -7,7 +7,7 @@ import type { HttpExchange, SessionSummary } from '../session/manager.js';
 import type { Attributes } from '../session/record.js';
 import { Session } from '../session/session.js';
 import { StoreUnavailableError } from '../session/store.js';
-import { saveBeforeEnd } from './save-before-end.js';
+import { holdEndUntilSaved, type PendingSave } from './save-before-end.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -36,11 +36,12 @@ export interface GetOptions {
  * changes saved before the response goes out; a store outage is an error (503) unless the
  * route asked otherwise, so it can never pass for "logged out".
  */
-export class RequestSession implements HttpExchange {
+export class RequestSession implements HttpExchange, PendingSave {
   readonly #manager: CookieManager;
   readonly #req: Request;
   readonly #res: Response;
-  readonly #logger: Logger;
+  /** Where this request's session events go. */
+  readonly logger: Logger;
   #loading: Promise<SessionDraft | undefined> | undefined;
   #draft: SessionDraft | undefined;
   #session: Session | undefined;
@@ -56,7 +57,7 @@ export class RequestSession implements HttpExchange {
     this.#manager = manager;
     this.#req = req;
     this.#res = res;
-    this.#logger = logger;
+    this.logger = logger;
   }
 
   /**
@@ -143,8 +144,11 @@ export class RequestSession implements HttpExchange {
     return outcome;
   }
 
-  /** The live sessions of an owner, most recently used first (this request's marked `current`). */
-  sessionsOf(owner: string): Promise<SessionSummary[]> {
+  /**
+   * The live sessions of an owner, most recently used first (this request's marked `current`).
+   * Without `owner`: those of this request's session's owner (none if it was created without one).
+   */
+  sessionsOf(owner?: string): Promise<SessionSummary[]> {
     return this.#manager.sessionsOf(owner, this.#draft, this.#saving);
   }
 
@@ -204,7 +208,7 @@ export class RequestSession implements HttpExchange {
   #end(why: 'removed' | 'gone'): void {
     this.#gone = why === 'gone';
     if (why === 'gone')
-      this.#logger.info('changes to an ended session refused', { sessionId: logId(this.#draft?.base.id ?? '') });
+      this.logger.info('changes to an ended session refused', { sessionId: logId(this.#draft?.base.id ?? '') });
     this.#draft = undefined;
     this.#session = undefined;
     this.#loading = Promise.resolve(undefined);
@@ -224,7 +228,6 @@ export class RequestSession implements HttpExchange {
     // `vary` parses and merges; with no Vary yet (the usual case) there is nothing to merge.
     if (res.getHeader('Vary') === undefined) res.setHeader('Vary', 'Cookie');
     else res.vary('Cookie');
-    saveBeforeEnd(res, this, this.#logger);
   }
 }
 
@@ -238,6 +241,8 @@ export interface SessionMiddlewareOptions {
  */
 export function sessionMiddleware(manager: CookieManager, options: SessionMiddlewareOptions = {}): RequestHandler {
   const logger = options.logger ?? silentLogger;
+  // On Express's own response prototype, which every app's responses inherit from.
+  holdEndUntilSaved(express.response, (res) => (res.req as Partial<Request>).sessions);
   return (req: Request, res: Response, next: NextFunction): void => {
     req.sessions = new RequestSession(manager, req, res, logger);
     next();

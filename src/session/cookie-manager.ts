@@ -145,13 +145,19 @@ export class CookieManager {
   }
 
   /**
-   * The live sessions of an owner (the key given to `create`), most recently used first.
-   * `current` is the request's own session: it is not read again, and when `saving` (its save
-   * under way) is given, it is listed as that save leaves it. The listing's reads go out at
-   * once, beside the save's write.
+   * The live sessions of an owner (the key given to `create`; undefined: the owner of
+   * `current`, which costs no hashing), most recently used first. `current` is the request's
+   * own session: it is not read again, and when `saving` (its save under way) is given, it is
+   * listed as that save leaves it. The listing's reads go out at once, beside the save's write.
    */
-  async sessionsOf(owner: string, current?: SessionDraft, saving?: Promise<unknown>): Promise<SessionSummary[]> {
-    const [records] = await Promise.all([this.store.owned(ownerHash(owner), current?.base), saving?.catch(noop)]);
+  async sessionsOf(
+    owner: string | undefined,
+    current?: SessionDraft,
+    saving?: Promise<unknown>,
+  ): Promise<SessionSummary[]> {
+    const hash = owner === undefined ? current?.base.owner : ownerHash(owner);
+    if (hash === undefined) return [];
+    const [records] = await Promise.all([this.store.owned(hash, current?.base), saving?.catch(noop)]);
     // Read now, after the save: what this request stored, not what it loaded.
     const own = current?.base;
     return records

@@ -351,6 +351,21 @@ describe('CookieManager', () => {
       await manager.close();
     });
 
+    it("lists the current session's owner's sessions when no owner is named, and none for a session without one", async () => {
+      const { manager } = setup();
+      const first = manager.create({}, {}, 'ann');
+      await manager.add(first, exchange());
+      await manager.add(manager.create({}, {}, 'ann'), exchange());
+      await manager.add(manager.create({}, {}, 'bob'), exchange());
+      const list = await manager.sessionsOf(undefined, first);
+      assert.deepEqual(list.map((s) => s.current).sort(), [false, true]);
+      const ownerless = manager.create({}, {});
+      await manager.add(ownerless, exchange());
+      assert.deepEqual(await manager.sessionsOf(undefined, ownerless), []);
+      assert.deepEqual(await manager.sessionsOf(undefined), []);
+      await manager.close();
+    });
+
     it('lists the current session as its save under way leaves it, the listing read at once', async () => {
       const clock = manualClock();
       const { manager, store } = setup({ now: clock.now });
