@@ -123,7 +123,7 @@ export class GaeStore implements Store {
     let result: WriteResult;
     try {
       // A copy older than a write this instance made in Datastore must not take a write.
-      await this.#stale.drop(this.#cache, record.id);
+      if (this.#stale.has(record.id)) await this.#stale.drop(this.#cache, record.id);
       if (!tiered) {
         const cas = await this.#records.add(record);
         if (!cas) return { status: 'conflict' };
@@ -197,7 +197,7 @@ export class GaeStore implements Store {
 
   /** The cached session; undefined on a miss. */
   async #readCache(id: string): Promise<Loaded | undefined> {
-    await this.#stale.drop(this.#cache, id);
+    if (this.#stale.has(id)) await this.#stale.drop(this.#cache, id);
     const hit = await this.#records.read(id);
     return hit && { record: hit.record, token: { cache: hit.token } satisfies TieredToken, source: this.#cache.name };
   }

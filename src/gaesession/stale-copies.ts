@@ -21,6 +21,11 @@ export class StaleCopies {
     this.#ids.add(id);
   }
 
+  /** Whether the cache copy of `id` may be stale: checked first, so the usual case awaits nothing. */
+  has(id: string): boolean {
+    return this.#ids.has(id);
+  }
+
   /** Deletes the cache copy of `id` if it may be stale; throws if the cache is unreachable. */
   async drop(cache: SessionCache, id: string): Promise<void> {
     if (!this.#ids.has(id)) return;
