@@ -61,9 +61,11 @@ export class OwnerIndex {
     } else if (ids.length === 0) {
       records = this.#datastore ? await this.#rebuild(owner).catch(unlessUnavailable([])) : [];
     } else {
-      const found = await Promise.all(ids.map(async (id) => (id === known?.id ? known : this.#live(id))));
+      // Only the others are read: an owner with one session (the usual case) reads nothing more.
+      const others = known ? ids.filter((id) => id !== known.id) : ids;
+      const found = others.length > 0 ? await Promise.all(others.map((id) => this.#live(id))) : [];
       records = found.filter((record) => record !== undefined);
-      const ended = ids.filter((_, i) => found[i] === undefined);
+      const ended = others.filter((_, i) => found[i] === undefined);
       if (ended.length > 0) await this.#cache.removeOwned(owner, ended).catch(unlessUnavailable(undefined));
     }
     // The caller's own session is live whatever an index missed.
