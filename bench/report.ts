@@ -66,7 +66,7 @@ export function summarize(runs: RunResult[]): Summary[] {
         requestsPerSecond: median(rps),
         p50Ms: median(mine.map((r) => r.load.p50Ms)),
         p99Ms: median(mine.map((r) => r.load.p99Ms)),
-        cpuMicrosPerRequest: median(mine.map((r) => r.cpuMicros / Math.max(1, r.load.requests))),
+        cpuMicrosPerRequest: median(mine.map(cpuPerRequest)),
         spread: Math.max(...rps) / Math.max(1e-9, Math.min(...rps)),
         memcachePerRequest: memcache && (perRequest(memcache, requests) as unknown as MemcacheCommands),
         valkeyPerRequest: valkey && {
@@ -200,13 +200,25 @@ const LOADED: readonly Scenario[] = ['returning', 'spread', 'contention'];
 
 /**
  * How many times better `ours` is than `theirs`: by CPU, their CPU per request ÷ ours; by
- * req/s, ours ÷ theirs. Above 1, ours is ahead.
+ * req/s, ours ÷ theirs. Above 1, ours is ahead. Each round's two runs are compared with each
+ * other (they ran seconds apart) and the median of those ratios is taken: on a shared machine a
+ * slow spell then skews one round's ratio, not one variant's whole result.
  */
-function versus(find: Find, ours: string, theirs: string, scenario: Scenario): [number, number] | undefined {
-  const a = find(ours, scenario);
-  const b = find(theirs, scenario);
-  if (!a || !b) return undefined;
-  return [b.cpuMicrosPerRequest / a.cpuMicrosPerRequest, a.requestsPerSecond / b.requestsPerSecond];
+function versus(runs: RunResult[], ours: string, theirs: string, scenario: Scenario): [number, number] | undefined {
+  const cpu: number[] = [];
+  const rps: number[] = [];
+  for (const a of runs) {
+    if (a.variant !== ours || a.scenario !== scenario) continue;
+    const b = runs.find((r) => r.variant === theirs && r.scenario === scenario && r.round === a.round);
+    if (!b) continue;
+    cpu.push(cpuPerRequest(b) / cpuPerRequest(a));
+    rps.push(a.load.requestsPerSecond / b.load.requestsPerSecond);
+  }
+  return cpu.length > 0 ? [median(cpu), median(rps)] : undefined;
+}
+
+function cpuPerRequest(run: RunResult): number {
+  return run.cpuMicros / Math.max(1, run.load.requests);
 }
 
 const COMPARISONS: readonly [string, string, string][] = [
@@ -226,14 +238,14 @@ function ratios(results: Results, find: Find): string[] {
   const scenarios = LOADED.filter((s) => results.settings.scenarios.includes(s));
   if (scenarios.length === 0) return [];
   const lines = [
-    "### Ratios (same run; above 1 the first is ahead: by CPU, the second's CPU/req ÷ the first's; by req/s, the first's ÷ the second's)",
+    "### Ratios (same run; above 1 the first is ahead: by CPU, the second's CPU/req ÷ the first's; by req/s, the first's ÷ the second's; the median of the rounds' ratios, each round's two runs seconds apart)",
     '',
     `| ratio | ${scenarios.map((s) => `${s}: by CPU | ${s}: by req/s`).join(' | ')} |`,
     `| --- | ${scenarios.map(() => '---: | ---:').join(' | ')} |`,
   ];
   for (const [ours, theirs, text] of COMPARISONS) {
     const cells = scenarios.map((scenario) => {
-      const r = versus(find, ours, theirs, scenario);
+      const r = versus(results.runs, ours, theirs, scenario);
       return r ? `${r[0].toFixed(2)}× | ${r[1].toFixed(2)}×` : '— | —';
     });
     if (cells.every((c) => c === '— | —')) continue;
@@ -309,7 +321,7 @@ function targets(results: Results, summaries: Summary[], find: Find): string[] {
   ];
   /** ours ≥ minimum × theirs, by CPU (their CPU/req ÷ ours) and by req/s (ours ÷ theirs), or by req/s only. */
   const goal = (ours: string, theirs: string, minimum: number, text: string, only?: 'rps'): void => {
-    const measured = scenarios.map((scenario) => versus(find, ours, theirs, scenario));
+    const measured = scenarios.map((scenario) => versus(results.runs, ours, theirs, scenario));
     const cells = measured.map((r) =>
       r ? `${only === 'rps' ? '—' : `${r[0].toFixed(2)}×`} | ${r[1].toFixed(2)}×` : '— | —',
     );
