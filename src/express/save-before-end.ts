@@ -23,7 +23,7 @@ const hooked = new WeakSet<object>();
  *
  * The hook goes on the prototype, once, not on each response: an own `end` gives a response a
  * hidden class of its own, and every inline cache in Node's and Express's response code then
- * sees two shapes (measured: about 5 % of the CPU of a counted in-memory view).
+ * sees two shapes (measured: 6 to 8 % of the CPU of a counted in-memory view; docs/benchmarks.md).
  */
 export function holdEndUntilSaved(
   responsePrototype: object,
