@@ -241,8 +241,7 @@ export interface SessionMiddlewareOptions {
  */
 export function sessionMiddleware(manager: CookieManager, options: SessionMiddlewareOptions = {}): RequestHandler {
   const logger = options.logger ?? silentLogger;
-  // On Express's own response prototype, which every app's responses inherit from; a response
-  // whose request never came through this middleware ends as usual.
+  // On Express's response prototype (every app's inherits it); other requests' responses end as usual.
   holdEndUntilSaved(express.response, (res) => (res.req as Partial<Request> | undefined)?.sessions);
   return (req: Request, res: Response, next: NextFunction): void => {
     req.sessions = new RequestSession(manager, req, res, logger);
