@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Express } from 'express';
+import express, { type Express } from 'express';
+import type { AddressInfo } from 'node:net';
 import { newSessionId } from '../../src/session/id.js';
 import { SessionContentionError, SessionTooLargeError, StoreUnavailableError } from '../../src/session/store.js';
 import {
@@ -125,6 +126,23 @@ describe('the session middleware on routes of your own', () => {
     assert.equal(response.headers.get('cache-control'), null);
     assert.deepEqual(response.headers.getSetCookie(), []);
     assert.equal(app.store.lookups.length, lookups);
+  });
+
+  it("leaves the responses of an app without the middleware alone, though the hook is on Express's shared prototype", async () => {
+    const plain = express();
+    plain.get('/', (_req, res) => {
+      res.type('text/plain').send('plain\n');
+    });
+    const server = plain.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const response = await fetch(`http://127.0.0.1:${port}/`);
+      assert.equal(response.status, 200);
+      assert.equal(await response.text(), 'plain\n');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('saves the changes of a route before its response, with one write', async () => {
