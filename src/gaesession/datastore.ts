@@ -54,7 +54,12 @@ export class DatastoreTier {
   readonly logger: Logger;
   readonly #breaker: CircuitBreaker;
   readonly #now: () => number;
-  /** Per RPC: a short deadline and few retries, so the operation's budget is not spent in one call. */
+  /**
+   * Per RPC: a short deadline (the client retries within it), so the operation's budget is not
+   * spent in one call. No `maxRetries`: google-gax writes it into the client's shared defaults,
+   * and every later call made without it, by anyone, then fails ("Cannot set both
+   * totalTimeoutMillis and maxRetries").
+   */
   readonly gax: CallOptions;
   /** Entity reads (lookups, transactional ones included) and queries, for tests and benchmarks. */
   reads = 0;
@@ -74,7 +79,7 @@ export class DatastoreTier {
       logger: this.logger,
       now: this.#now,
     });
-    this.gax = { timeout: Math.min(2000, this.#timeoutMs), maxRetries: 1 };
+    this.gax = { timeout: Math.min(2000, this.#timeoutMs) };
   }
 
   /** False within the window after a failure, when every operation fails at once. */

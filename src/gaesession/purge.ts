@@ -107,7 +107,7 @@ async function purgeOnce(options: PurgeExpiredOptions, kind: string): Promise<Pu
   const { datastore } = options;
   const batchSize = Math.min(options.batchSize ?? MAX_PURGE_BATCH, MAX_PURGE_BATCH);
   const now = new Date(options.now ?? Date.now());
-  // A deadline per call (runQuery's retry settings refuse an extra maxRetries).
+  // A deadline per call, no maxRetries (see DatastoreTier's `gax`: it would poison the shared client).
   const gaxOptions = { timeout: options.callTimeoutMs ?? 10_000 };
   let deleted = 0;
   let failure: Error | undefined;

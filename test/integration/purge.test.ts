@@ -3,7 +3,15 @@ import { before, beforeEach, describe, it } from 'node:test';
 import { Datastore } from '@google-cloud/datastore';
 import { purgeExpired } from '../../src/gaesession/purge.js';
 import { missing, type DatastoreEmulator } from '../support/services.js';
-import { datastoreClient, request, startGaeApp, useEmulator } from './helpers.js';
+import {
+  datastoreClient,
+  login,
+  request,
+  sharedMemcached,
+  startGaeApp,
+  startServerProcess,
+  useEmulator,
+} from './helpers.js';
 
 const skip = missing('datastore-emulator');
 const KIND = 'sess_';
@@ -118,6 +126,35 @@ describe('purge of expired sessions from Datastore', { skip }, () => {
       await app.close();
     }
   });
+
+  // The server as deployed: its store and its purge share one Datastore client, so a call
+  // option of the store's that leaked into the client's defaults would break the purge.
+  for (const mode of ['datastore', 'memcache'] as const) {
+    it(
+      `still purges after the server has served sessions (SESSION_STORE=${mode})`,
+      {
+        skip: mode === 'memcache' && missing('memcached'),
+      },
+      async () => {
+        const env: Record<string, string> = { SESSION_STORE: mode, DATASTORE_EMULATOR_HOST: emulator.address };
+        if (mode === 'memcache') env['MEMCACHE_SERVERS'] = (await sharedMemcached()).address;
+        const server = await startServerProcess(env);
+        try {
+          // A login, a counted view and "log out everywhere" make every kind of call the store makes.
+          const cookie = await login(server.base, 'purger');
+          assert.equal((await request(server.base, '/demo', { cookie })).status, 200);
+          assert.equal((await request(server.base, '/demo/logout-all', { method: 'POST', cookie })).status, 303);
+          await seed(40, 2);
+          const reply = await request(server.base, '/demo/purge', { headers: { 'X-Appengine-Cron': 'true' } });
+          assert.equal(reply.status, 200, reply.body);
+          assert.deepEqual(JSON.parse(reply.body), { completed: true, deleted: 40 });
+          assert.equal((await remaining()).length, 2);
+        } finally {
+          await server.stop();
+        }
+      },
+    );
+  }
 
   it('fails (and does not loop) when Datastore is unreachable', async () => {
     const saved = process.env['DATASTORE_EMULATOR_HOST'];
