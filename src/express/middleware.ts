@@ -196,8 +196,6 @@ export class RequestSession implements HttpExchange, PendingSave {
   }
 
   #use(draft: SessionDraft, session: Session): void {
-    // Only a store that holds something open for a load (Datastore-only: its transaction) needs this.
-    if (!this.#draft && this.#manager.store.release) this.#res.once('close', () => this.#manager.release(draft));
     this.#draft = draft;
     this.#session = session;
     this.#settled = false;

@@ -2,14 +2,15 @@ import { logId } from '../session/logger.js';
 import type { SessionRecord } from '../session/record.js';
 import type { RemoveResult } from '../session/store.js';
 import { decodeWith } from './codec.js';
-import type { DatastoreTier } from './datastore.js';
+import type { DatastoreTier, Decision } from './datastore.js';
 
 /** What a backup write did: `skipped` when Datastore holds this version or a newer one, or the session ended. */
 export type BackupResult = 'written' | 'skipped';
 
 /*
- * The version-checked writes of sessions in Datastore, each one transaction (a lookup and a
- * commit), so an older state never replaces a newer one and an ended session stays ended.
+ * The checked writes of sessions in Datastore, each a lookup and a write conditional on the
+ * version looked up, so an older state never replaces a newer one and an ended session stays
+ * ended.
  */
 
 /**
@@ -24,23 +25,21 @@ export function backup(
   stillLive: () => Promise<boolean>,
 ): Promise<BackupResult> {
   const entity = tier.entity(record);
-  return tier.transaction('backup', async (transaction): Promise<BackupResult> => {
-    const found = await tier.read(transaction, record.id);
+  return tier.conditional('backup', record.id, async (found) => {
     if (found) {
-      const stored = decodeWith(tier.codec, found.val, record.id);
+      const stored = decodeWith(tier.codec, found.entity.val, record.id);
       if (stored.version >= record.version) {
         // Same version, other bytes: the cache forked from Datastore while it was away (a
         // write on another instance); the cache's line wins with its next write.
-        if (stored.version === record.version && !found.val.equals(entity.data.val)) {
+        if (stored.version === record.version && !found.entity.val.equals(entity.val)) {
           tier.logger.warn('cache and Datastore copies of a session diverged', { sessionId: logId(record.id) });
         }
-        return 'skipped';
+        return { result: 'skipped' };
       }
     } else if (!isNew && !(await stillLive())) {
-      return 'skipped';
+      return { result: 'skipped' };
     }
-    transaction.save(entity);
-    return 'written';
+    return { result: 'written', write: tier.put(record.id, entity, found?.version) };
   });
 }
 
@@ -54,23 +53,21 @@ export function writeIf(
   baseVersion: number | undefined,
 ): Promise<'stored' | 'conflict' | 'gone'> {
   const entity = tier.entity(record);
-  return tier.transaction('write', async (transaction) => {
-    const stored = tier.live(record.id, await tier.read(transaction, record.id));
-    if (baseVersion === undefined && stored) return 'conflict';
-    if (baseVersion !== undefined && !stored) return 'gone';
-    if (stored && stored.version !== baseVersion) return 'conflict';
-    transaction.save(entity);
-    return 'stored';
+  return tier.conditional('write', record.id, async (found) => {
+    const stored = tier.live(record.id, found?.entity);
+    if (baseVersion === undefined && stored) return { result: 'conflict' };
+    if (baseVersion !== undefined && !stored) return { result: 'gone' };
+    if (stored && stored.version !== baseVersion) return { result: 'conflict' };
+    return { result: 'stored', write: tier.put(record.id, entity, found?.version) };
   });
 }
 
 /** Deletes the session if it is still at `version`; `gone` if it had ended already. */
 export function removeIf(tier: DatastoreTier, id: string, version: number): Promise<RemoveResult> {
-  return tier.transaction('remove', async (transaction): Promise<RemoveResult> => {
-    const stored = tier.live(id, await tier.read(transaction, id));
-    if (!stored) return 'gone';
-    if (stored.version !== version) return 'conflict';
-    transaction.delete(tier.key(id));
-    return 'removed';
+  return tier.conditional('remove', id, async (found): Promise<Decision<RemoveResult>> => {
+    const stored = tier.live(id, found?.entity);
+    if (!found || !stored) return { result: 'gone' };
+    if (stored.version !== version) return { result: 'conflict' };
+    return { result: 'removed', write: tier.deletion(id, found.version) };
   });
 }

@@ -1,10 +1,12 @@
-import { PropertyFilter, type Datastore, type Key, type Transaction } from '@google-cloud/datastore';
+import { PropertyFilter, type Datastore } from '@google-cloud/datastore';
+import type { google } from '@google-cloud/datastore/build/protos/protos.js';
 import type { CallOptions } from 'google-gax';
 import { logId, silentLogger, type Logger } from '../session/logger.js';
 import { expiresAt, type SessionRecord } from '../session/record.js';
-import { SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
+import { SessionContentionError, SessionTooLargeError, StoreUnavailableError } from '../session/store.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { decodeWith, UndecodableSessionError, type Codec } from './codec.js';
+import { entityFromProto, entityToProto, type KeyProto, type Mutation } from './entity-proto.js';
 
 /** The default entity kind of sessions (SPEC `DATASTORE_KIND`). */
 export const DEFAULT_KIND = 'sess_';
@@ -21,12 +23,24 @@ export interface SessionEntity {
   own?: string;
 }
 
+/** An entity as a lookup found it, with Datastore's version of it: the base of a conditional write. */
+export interface Found {
+  entity: SessionEntity;
+  version: string;
+}
+
+/** What a step of `conditional` decided: its result, and the write that goes with it, if any. */
+export interface Decision<T> {
+  result: T;
+  write?: Mutation | undefined;
+}
+
 export interface DatastoreTierOptions {
   datastore: Datastore;
   codec: Codec;
   kind?: string | undefined;
   /**
-   * Time budget of one operation (a read, or a whole transaction with its retries), in ms
+   * Time budget of one operation (a read, or a read-decide-write with its retries), in ms
    * (default 4000). The client's own default retry budget is minutes; a request must not wait
    * that long for a dead Datastore.
    */
@@ -39,12 +53,17 @@ export interface DatastoreTierOptions {
 
 /** gRPC status codes worth telling apart. */
 export const GRPC = { ALREADY_EXISTS: 6, ABORTED: 10 } as const;
-const TRANSACTION_ATTEMPTS = 5;
+const CONDITIONAL_ATTEMPTS = 5;
 
 /**
  * Sessions as Datastore entities (kind, key name = session ID, `exp`, `val`, `own`), every
  * call bounded in time and behind a circuit breaker. The Datastore-only store
  * (datastore-store.ts) and the tiered store's backup (gae-store.ts) are built on it.
+ *
+ * No transactions: a lookup returns each entity's version, and a write carries the version it
+ * was based on (`baseVersion`), which Datastore refuses if another write came in between. That
+ * is a transaction's guarantee for one entity, in a lookup and a commit, with nothing to
+ * begin, hold open or roll back.
  */
 export class DatastoreTier {
   readonly datastore: Datastore;
@@ -61,7 +80,7 @@ export class DatastoreTier {
    * totalTimeoutMillis and maxRetries").
    */
   readonly gax: CallOptions;
-  /** Entity reads (lookups, transactional ones included) and queries, for tests and benchmarks. */
+  /** Entity reads (lookups) and queries, for tests and benchmarks. */
   reads = 0;
   /** Entity writes and deletes committed, for tests and benchmarks. */
   writes = 0;
@@ -87,25 +106,25 @@ export class DatastoreTier {
     return this.#breaker.closed;
   }
 
-  key(id: string): Key {
-    return this.datastore.key([this.kind, id]);
+  key(id: string): KeyProto {
+    const namespaceId = this.datastore.namespace;
+    const path = [{ kind: this.kind, name: id }];
+    return namespaceId ? { partitionId: { namespaceId }, path } : { path };
+  }
+
+  /** The entity and its version (one strongly consistent lookup), or undefined. */
+  async find(id: string): Promise<Found | undefined> {
+    this.reads++;
+    const response = await this.#call<google.datastore.v1.ILookupResponse>('lookup', { keys: [this.key(id)] });
+    if (response.deferred?.length) throw new Error('Datastore deferred the lookup');
+    const found = response.found?.[0];
+    return found?.entity ? { entity: entityFromProto(found.entity), version: String(found.version) } : undefined;
   }
 
   /** The live session (a plain lookup), or undefined; an entity past its `exp` is deleted. */
   async lookup(id: string): Promise<SessionRecord | undefined> {
-    const entity = await this.bounded('read', async () => {
-      this.reads++;
-      const [found] = (await this.datastore.get(this.key(id), { gaxOptions: this.gax })) as [SessionEntity | undefined];
-      return found;
-    });
-    return this.live(id, entity);
-  }
-
-  /** Reads the entity within `transaction` (its first read begins it). */
-  async read(transaction: Transaction, id: string): Promise<SessionEntity | undefined> {
-    this.reads++;
-    const [entity] = (await transaction.get(this.key(id), { gaxOptions: this.gax })) as [SessionEntity | undefined];
-    return entity;
+    const found = await this.bounded('read', () => this.find(id));
+    return this.live(id, found?.entity);
   }
 
   /**
@@ -132,10 +151,7 @@ export class DatastoreTier {
   }
 
   async delete(id: string): Promise<void> {
-    await this.bounded('delete', async () => {
-      await this.datastore.delete(this.key(id), this.gax);
-      this.writes++;
-    });
+    await this.bounded('delete', () => this.commit({ delete: this.key(id) }));
   }
 
   /** The live sessions of an owner: one query on the `own` index (no composite index needed). */
@@ -160,51 +176,81 @@ export class DatastoreTier {
   }
 
   /** The entity of a record, checked against the entity size limit. */
-  entity(record: SessionRecord): { key: Key; data: SessionEntity; excludeFromIndexes: string[] } {
+  entity(record: SessionRecord): SessionEntity {
     const val = this.codec.encode(record);
     if (val.length > MAX_ENTITY_VALUE_BYTES) {
       throw new SessionTooLargeError(
         `session of ${val.length} bytes exceeds the Datastore entity limit (${MAX_ENTITY_VALUE_BYTES} bytes of value)`,
       );
     }
-    const data: SessionEntity = { exp: new Date(expiresAt(record)), val };
-    if (record.owner !== undefined) data.own = record.owner;
-    return { key: this.key(record.id), data, excludeFromIndexes: ['val'] };
+    const entity: SessionEntity = { exp: new Date(expiresAt(record)), val };
+    if (record.owner !== undefined) entity.own = record.owner;
+    return entity;
+  }
+
+  /** The write of `entity`: over the version `baseVersion` if given, else only where there is none. */
+  put(id: string, entity: SessionEntity, baseVersion?: string): Mutation {
+    const proto = entityToProto(this.key(id), entity);
+    return baseVersion === undefined ? { insert: proto } : { upsert: proto, baseVersion };
+  }
+
+  /** The delete of an entity, if it is still at `baseVersion`. */
+  deletion(id: string, baseVersion: string): Mutation {
+    return { delete: this.key(id), baseVersion };
   }
 
   /**
-   * Runs `body` in a transaction and commits it; retried when another transaction on the same
-   * entity won the race (ABORTED). The whole thing is bounded.
+   * Commits one write on its own. Resolves the entity's new version, or undefined when
+   * Datastore refused it as a conflict: its base version was no longer current, or an insert
+   * found the key taken.
    */
-  transaction<T>(what: string, body: (transaction: Transaction) => Promise<T>): Promise<T> {
+  async commit(mutation: Mutation): Promise<string | undefined> {
+    let result: google.datastore.v1.IMutationResult | undefined;
+    try {
+      const response = await this.#call<google.datastore.v1.ICommitResponse>('commit', { mutations: [mutation] });
+      result = response.mutationResults?.[0];
+    } catch (error) {
+      const code = grpcCode(error);
+      if (code === GRPC.ALREADY_EXISTS || code === GRPC.ABORTED) return undefined;
+      throw error;
+    }
+    if (result?.conflictDetected) return undefined;
+    this.writes++;
+    return String(result?.version);
+  }
+
+  /**
+   * Reads the entity, lets `decide` say what to write, and writes it conditionally; starts
+   * over when another write came in between. The whole thing is bounded.
+   */
+  conditional<T>(what: string, id: string, decide: (found: Found | undefined) => Promise<Decision<T>>): Promise<T> {
     return this.bounded(what, async (expired) => {
       for (let attempt = 1; ; attempt++) {
-        // No `run()`: the transaction begins with its first read (a lookup that asks for a new
-        // transaction), which saves the beginTransaction round trip.
-        const transaction = this.datastore.transaction();
-        try {
-          const result = await body(transaction);
-          await this.commit(transaction);
-          return result;
-        } catch (error) {
-          transaction.rollback(this.gax).catch(() => {});
-          // No new attempt once the caller has been told it failed: that one could land unseen.
-          if (grpcCode(error) !== GRPC.ABORTED || attempt >= TRANSACTION_ATTEMPTS || expired()) throw error;
-          await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 40 * attempt));
+        const { result, write } = await decide(await this.find(id));
+        if (!write || (await this.commit(write)) !== undefined) return result;
+        // No new attempt once the caller has been told it failed: that one could land unseen.
+        if (attempt >= CONDITIONAL_ATTEMPTS || expired()) {
+          throw new SessionContentionError(`Datastore ${what} lost to other writes ${attempt} times`);
         }
+        await new Promise((resolve) => setTimeout(resolve, 10 + Math.random() * 40 * attempt));
       }
     });
   }
 
-  async commit(transaction: Transaction): Promise<void> {
-    const [response] = await transaction.commit(this.gax);
-    this.writes += response.mutationResults?.length ?? 0;
+  /** One RPC through the library's own client (it adds the project, database and headers). */
+  #call<T>(method: 'lookup' | 'commit', request: object): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.datastore.request_(
+        { client: 'DatastoreClient', method, reqOpts: request, gaxOpts: this.gax },
+        (error, response) => (error ? reject(error) : resolve(response as T)),
+      );
+    });
   }
 
   /**
    * Bounds an operation in time and turns every backend failure into StoreUnavailableError
-   * (SessionTooLargeError, UndecodableSessionError and ABORTED, which callers handle, pass
-   * through). Logs once per outage.
+   * (SessionTooLargeError, UndecodableSessionError and SessionContentionError pass through).
+   * Logs once per outage.
    */
   async bounded<T>(what: string, operation: (expired: () => boolean) => Promise<T>): Promise<T> {
     // A hung Datastore must cost one bounded wait per window, not one per request.
@@ -223,9 +269,8 @@ export class DatastoreTier {
       return result;
     } catch (error) {
       if (error instanceof SessionTooLargeError || error instanceof UndecodableSessionError) throw error;
-      const code = grpcCode(error);
-      if (code === GRPC.ABORTED || code === GRPC.ALREADY_EXISTS) {
-        this.#breaker.succeeded();
+      if (error instanceof SessionContentionError) {
+        this.#breaker.succeeded(); // Datastore answered; the session is just busy
         throw error;
       }
       const message = error instanceof Error ? error.message : String(error);

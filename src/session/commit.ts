@@ -29,9 +29,6 @@ export class SessionCommitter {
 
   /** Saves the draft's changes (or refreshes it); 'gone' when it ended meanwhile, nothing stored. */
   save(draft: SessionDraft): Promise<SaveOutcome> {
-    // Another operation of this session is under way here and will change it: what this
-    // draft's load holds open (Datastore-only: a transaction) would only make that one wait.
-    if (this.#lanes.has(draft.base.id)) this.release(draft);
     return this.inLane(draft.base.id, async (lane) => {
       for (let attempt = 1; ; attempt++) {
         this.catchUp(draft, lane);
@@ -62,13 +59,7 @@ export class SessionCommitter {
   catchUp(draft: SessionDraft, lane: Lane): void {
     const latest = lane.latest;
     if (!latest || latest.record.version <= draft.base.version) return;
-    this.release(draft);
     draft.rebase(latest.record, latest.token);
-  }
-
-  /** Lets the store end what it holds open for the draft's load (a no-op for most stores). */
-  release(draft: SessionDraft): void {
-    if (draft.token !== undefined) this.#store.release?.(draft.token);
   }
 
   /**

@@ -177,11 +177,6 @@ export class CookieManager {
     return records.length;
   }
 
-  /** The request is done with a session it loaded and did not write. */
-  release(draft: SessionDraft): void {
-    this.#committer.release(draft);
-  }
-
   close(): Promise<void> {
     return this.store.close();
   }

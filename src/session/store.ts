@@ -47,8 +47,6 @@ export interface Store {
    * is one of them the caller holds already (the request's own session): it need not be read.
    */
   owned(owner: string, known?: SessionRecord): Promise<SessionRecord[]>;
-  /** A token from `load` that no write will follow (a store holding a transaction open ends it). */
-  release?(token: StoreToken): void;
   /** Finishes pending work (asynchronous writes, timers) and releases clients. */
   close(): Promise<void>;
 }

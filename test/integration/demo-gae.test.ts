@@ -144,7 +144,7 @@ describe('the demo on the App Engine store', { skip }, () => {
         sync: { login: [4, 2, 1], view: [3, 1, 1], logout: [3, 0, 1] },
         // async: the late first backup checks the tombstone first (it may land after a logout).
         async: { login: [5, 2, 1], view: [3, 1, 1], logout: [3, 0, 1] },
-        // Datastore only: insert; one lookup (the transaction's) + commit, and the owner query.
+        // Datastore only: insert; one lookup + a commit based on its version, and the owner query.
         'datastore-only': { login: [0, 0, 1], view: [0, 2, 1], logout: [0, 1, 1] },
       }[mode];
       assert.deepEqual(loginCost, expected.login, `${mode} login`);

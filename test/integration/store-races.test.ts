@@ -27,44 +27,33 @@ const skip = missing('memcached', 'datastore-emulator');
 
 /** Points where a test steps into the store's Datastore calls, to interleave another request. */
 interface Interleave {
-  /** Runs once, after the next plain entity read (`Datastore.get`) answered and before the store goes on. */
+  /** Runs once, after the next entity lookup answered and before the store goes on. */
   afterRead?: (() => Promise<unknown>) | undefined;
-  /** Writes and transactional reads wait for this (when set). */
+  /** Commits (every write and delete) wait for this (when set). */
   writesWaitFor?: Promise<void> | undefined;
 }
 
-/** The Datastore client's calls are overloaded; the wrappers only pass arguments through. */
-type Untyped = (...args: unknown[]) => Promise<unknown>;
+type Request = Datastore['request_'];
 
-/** A real Datastore client whose calls the test can interleave with (see Interleave). */
+/** A real Datastore client whose RPCs the test can interleave with (see Interleave). */
 function interleaved(datastore: Datastore, interleave: Interleave): Datastore {
-  const gated =
-    (call: Untyped): Untyped =>
-    async (...args) => {
-      await interleave.writesWaitFor;
-      return call(...args);
-    };
+  const request: Request = (config, callback) => {
+    if (config.method === 'commit') {
+      void Promise.resolve(interleave.writesWaitFor).then(() => datastore.request_(config, callback));
+    } else if (config.method === 'lookup') {
+      datastore.request_(config, (error, response) => {
+        const step = interleave.afterRead;
+        interleave.afterRead = undefined;
+        void Promise.resolve(step?.()).then(() => callback(error, response));
+      });
+    } else {
+      datastore.request_(config, callback);
+    }
+  };
   return new Proxy(datastore, {
     get(target, property) {
+      if (property === 'request_') return request;
       const value: unknown = Reflect.get(target, property, target);
-      if (property === 'get') {
-        const get = target.get.bind(target) as Untyped;
-        return async (...args: unknown[]) => {
-          const result = await get(...args);
-          const step = interleave.afterRead;
-          interleave.afterRead = undefined;
-          await step?.();
-          return result;
-        };
-      }
-      if (property === 'save') return gated(target.save.bind(target) as Untyped);
-      if (property === 'transaction') {
-        return () => {
-          const transaction = target.transaction();
-          transaction.get = gated(transaction.get.bind(transaction) as Untyped) as typeof transaction.get;
-          return transaction;
-        };
-      }
       return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
   });

@@ -28,12 +28,7 @@ export class SpyStore implements Store {
    * instance's logout landing between a request's load and its remove).
    */
   beforeRemove: ((id: string, token: StoreToken | undefined) => Promise<void>) | undefined;
-  /** Present exactly when the inner store has it (the middleware only hooks it up then). */
-  readonly release?: (token: StoreToken) => void;
-
-  constructor(readonly inner: Store) {
-    if (inner.release) this.release = (token) => inner.release?.(token);
-  }
+  constructor(readonly inner: Store) {}
 
   /** The old name of `failLoad` (the store's `get` became `load`). */
   get failGet(): Error | undefined {

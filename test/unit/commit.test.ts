@@ -254,44 +254,4 @@ describe('SessionCommitter', () => {
       await store.close();
     }
   });
-
-  it('releases what a load holds open (a transaction) before a save waits behind another of its session', async () => {
-    const store = new SpyStore(new MemoryStore());
-    store.latencyMs = 5;
-    const released: StoreToken[] = [];
-    // Each load its own token (as each Datastore-only load is its own transaction).
-    type Held = { held: StoreToken };
-    const unwrap = (token: StoreToken | undefined): StoreToken | undefined => (token as Held | undefined)?.held;
-    const releasing: Store = {
-      load: async (id) => {
-        const loaded = await store.load(id);
-        return loaded && { record: loaded.record, token: { held: loaded.token } };
-      },
-      write: async (record, token) => {
-        const result = await store.write(record, unwrap(token));
-        return result.status === 'stored' ? { status: 'stored', token: { held: result.token } } : result;
-      },
-      remove: (id, token) => store.remove(id, unwrap(token)),
-      owned: (owner) => store.owned(owner),
-      release: (token) => void released.push(token),
-      close: () => store.close(),
-    };
-    const committer = new SessionCommitter(releasing);
-    try {
-      const id = await addSession(store);
-      const a = await loadSession(releasing, id);
-      const b = await loadSession(releasing, id);
-      a.session.update('count', (c) => (c ?? 0) + 1);
-      b.session.update('count', (c) => (c ?? 0) + 1);
-      const aToken = a.draft.token;
-      const bToken = b.draft.token;
-      const saves = [committer.save(a.draft), committer.save(b.draft)];
-      assert.deepEqual(released, [bToken], 'released at once, before a waits for its write');
-      await Promise.all(saves);
-      assert.equal(await countOf(store, id), 2);
-      assert.ok(!released.some((token) => token === aToken), "a's own load was used for its write, not released");
-    } finally {
-      await store.close();
-    }
-  });
 });
