@@ -4,6 +4,7 @@ export * from './cache-records.js';
 export * from './circuit-breaker.js';
 export * from './codec.js';
 export * from './datastore.js';
+export * from './datastore-rpc.js';
 export * from './datastore-store.js';
 export * from './datastore-writes.js';
 export * from './gae-store.js';

@@ -3,6 +3,8 @@ import { after, describe, it } from 'node:test';
 import { PropertyFilter } from '@google-cloud/datastore';
 import { jsonCodec } from '../../src/gaesession/codec.js';
 import type { Session } from '../../src/session/session.js';
+import { newSessionId } from '../../src/session/id.js';
+import { ownerHash } from '../../src/session/record.js';
 import { SessionTooLargeError } from '../../src/session/store.js';
 import { missing } from '../support/services.js';
 import { SessionClient } from '../support/session-client.js';
@@ -248,6 +250,36 @@ describe('The App Engine store against memcached and the Datastore emulator', { 
       }),
     );
     assert.deepEqual((await a.get(session.id))?.variables(), { count: 20 });
+  });
+
+  it('lists every session of an owner with more of them than one query batch holds (Datastore only)', async () => {
+    const { backend } = store('datastore-only', undefined);
+    const owner = ownerHash('many-browsers');
+    const now = Date.now();
+    // The emulator answers a query in batches of 300; 320 sessions need a second one.
+    const ids = Array.from({ length: 320 }, () => newSessionId());
+    const entities = ids.map((id) => ({
+      key: datastore().key([KIND, id]),
+      data: {
+        exp: new Date(now + 3_600_000),
+        val: jsonCodec.encode({
+          id,
+          created: now,
+          accessed: now,
+          timeout: 3600,
+          lifetime: 86_400,
+          version: 1,
+          owner,
+          constants: {},
+          variables: {},
+        }),
+        own: owner,
+      },
+      excludeFromIndexes: ['val'],
+    }));
+    for (let i = 0; i < entities.length; i += 400) await datastore().save(entities.slice(i, i + 400));
+    const found = await backend.store.owned(owner);
+    assert.deepEqual(found.map((record) => record.id).sort(), ids.sort());
   });
 
   it('async mode: writes land in order, and a logout is never undone by a pending write', async () => {
