@@ -1,6 +1,6 @@
-import type { Datastore } from '@google-cloud/datastore';
+import { DatastoreClient, type Datastore } from '@google-cloud/datastore';
 import type { google } from '@google-cloud/datastore/build/protos/protos.js';
-import type { CallOptions } from 'google-gax';
+import type { CallOptions, ClientOptions, ClientStub } from 'google-gax';
 
 /** The stored entity: SPEC's layout. */
 export interface SessionEntity {
@@ -31,11 +31,18 @@ export function grpcCode(error: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+/** An entity of the owner query, under its session ID. */
+export interface Owned {
+  id: string;
+  entity: SessionEntity;
+}
+
 /**
  * The Datastore calls sessions need — a lookup, a commit of one write, the owner query — made
- * one level below the library's entity API, through the library's own client. That level has
- * what the entity API leaves out: the version a lookup returns with each entity, and the base
- * version a write can be made conditional on. It is also about half the CPU per call.
+ * on the library's gRPC client, one level below its entity API. That level has what the
+ * entity API leaves out: the version a lookup returns with each entity, and the base version
+ * a write can be made conditional on. It also costs less CPU per call: no entity conversion
+ * and no deep copy of every request (the entity API's query costs twice as much).
  */
 export class DatastoreRpc {
   readonly datastore: Datastore;
@@ -48,6 +55,8 @@ export class DatastoreRpc {
   readonly gax: CallOptions;
   /** The client's namespace, if it has one; keys and queries name it. */
   readonly #partitionId: google.datastore.v1.IPartitionId | undefined;
+  /** Named in every request; the client finds the project ID (asked once). */
+  #projectId: string | undefined;
   /** Entity reads (lookups) and queries, for tests and benchmarks. */
   reads = 0;
   /** Entity writes and deletes committed, for tests and benchmarks. */
@@ -68,7 +77,7 @@ export class DatastoreRpc {
   /** The entity and its version (one strongly consistent lookup), or undefined. */
   async find(id: string): Promise<Found | undefined> {
     this.reads++;
-    const response = await this.#call<google.datastore.v1.ILookupResponse>('lookup', { keys: [this.key(id)] });
+    const [response] = await this.#client().lookup(await this.#addressed({ keys: [this.key(id)] }), this.gax);
     if (response.deferred?.length) throw new Error('Datastore deferred the lookup');
     const found = response.found?.[0];
     return found?.entity ? { entity: fromProto(found.entity), version: String(found.version) } : undefined;
@@ -93,7 +102,8 @@ export class DatastoreRpc {
   async commit(mutation: Mutation): Promise<string | undefined> {
     let result: google.datastore.v1.IMutationResult | undefined;
     try {
-      const response = await this.#call<google.datastore.v1.ICommitResponse>('commit', { mutations: [mutation] });
+      const request = await this.#addressed({ mode: 'NON_TRANSACTIONAL' as const, mutations: [mutation] });
+      const [response] = await this.#client().commit(request, this.gax);
       result = response.mutationResults?.[0];
     } catch (error) {
       const code = grpcCode(error);
@@ -106,33 +116,44 @@ export class DatastoreRpc {
   }
 
   /** Every entity whose `own` is `owner`: one query on that index, paged (no composite index needed). */
-  async ownedBy(owner: string): Promise<SessionEntity[]> {
+  async ownedBy(owner: string): Promise<Owned[]> {
     const query: google.datastore.v1.IQuery = {
       kind: [{ name: this.kind }],
       filter: { propertyFilter: { property: { name: 'own' }, op: 'EQUAL', value: { stringValue: owner } } },
     };
-    const entities: SessionEntity[] = [];
+    const owned: Owned[] = [];
     for (;;) {
       this.reads++;
-      const { batch } = await this.#call<google.datastore.v1.IRunQueryResponse>('runQuery', {
-        partitionId: this.#partitionId,
-        query,
-      });
-      for (const result of batch?.entityResults ?? []) if (result.entity) entities.push(fromProto(result.entity));
+      const request = await this.#addressed({ partitionId: this.#partitionId, query });
+      const [{ batch }] = await this.#client().runQuery(request, this.gax);
+      for (const { entity } of batch?.entityResults ?? []) {
+        const id = entity?.key?.path?.at(-1)?.name;
+        if (entity && id) owned.push({ id, entity: fromProto(entity) });
+      }
       // A batch can stop short of the end (the emulator's hold 300): go on from where it stopped.
-      if (batch?.moreResults !== 'NOT_FINISHED' || !batch.endCursor) return entities;
+      if (batch?.moreResults !== 'NOT_FINISHED' || !batch.endCursor) return owned;
       query.startCursor = batch.endCursor;
     }
   }
 
-  /** One RPC through the library's own client (it adds the project, database and headers). */
-  #call<T>(method: 'lookup' | 'commit' | 'runQuery', request: object): Promise<T> {
-    return new Promise((resolve, reject) => {
-      this.datastore.request_(
-        { client: 'DatastoreClient', method, reqOpts: request, gaxOpts: this.gax },
-        (error, response) => (error ? reject(error) : resolve(response as T)),
-      );
-    });
+  /** The library's gRPC client, made as the library makes it and kept where it keeps it (so closed with it). */
+  #client(): DatastoreClient {
+    const clients = this.datastore.clients_;
+    let client = clients.get('DatastoreClient') as DatastoreClient | undefined;
+    if (!client) {
+      client = new DatastoreClient(this.datastore.options as ClientOptions);
+      clients.set('DatastoreClient', client as unknown as ClientStub);
+    }
+    return client;
+  }
+
+  /** `request` with the project and database it is for. */
+  async #addressed<T extends object>(request: T): Promise<T & { projectId: string; databaseId?: string }> {
+    this.#projectId ??= await this.datastore.getProjectId();
+    const databaseId = this.datastore.options.databaseId;
+    return databaseId
+      ? { ...request, projectId: this.#projectId, databaseId }
+      : { ...request, projectId: this.#projectId };
   }
 }
 

@@ -49,8 +49,8 @@ export class DatastoreStore implements Store {
     return (await this.tier.lookup(id)) ? 'conflict' : 'gone';
   }
 
-  owned(owner: string): Promise<SessionRecord[]> {
-    return this.tier.owned(owner);
+  owned(owner: string, known?: SessionRecord): Promise<SessionRecord[]> {
+    return this.tier.owned(owner, known);
   }
 
   /** Nothing is pending: every write was made before its response. The app closes the client it made. */

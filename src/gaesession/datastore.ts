@@ -107,17 +107,22 @@ export class DatastoreTier extends DatastoreRpc {
     await this.bounded('delete', () => this.commit(this.deletion(id)));
   }
 
-  /** The live sessions of an owner: one query on the `own` index (no composite index needed). */
-  async owned(owner: string): Promise<SessionRecord[]> {
-    const entities = await this.bounded('query', () => this.ownedBy(owner));
+  /**
+   * The live sessions of an owner: one query on the `own` index (no composite index needed).
+   * `known`, the request's own session, is not decoded again.
+   */
+  async owned(owner: string, known?: SessionRecord): Promise<SessionRecord[]> {
+    const owned = await this.bounded('query', () => this.ownedBy(owner));
     const now = this.#now();
     const records: SessionRecord[] = [];
-    for (const entity of entities) {
-      if (entity.exp.getTime() <= now) continue;
-      try {
-        records.push(this.codec.decode(entity.val));
-      } catch {
-        // An undecodable session is nobody's: the purge or its next read deletes it.
+    for (const { id, entity } of owned) {
+      if (id === known?.id) records.push(known);
+      else if (entity.exp.getTime() > now) {
+        try {
+          records.push(this.codec.decode(entity.val));
+        } catch {
+          // An undecodable session is nobody's: the purge or its next read deletes it.
+        }
       }
     }
     return records;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import type { Datastore } from '@google-cloud/datastore';
+import { DatastoreClient, type Datastore } from '@google-cloud/datastore';
+import type { ClientOptions, ClientStub } from 'google-gax';
 import { jsonCodec } from '../../src/gaesession/codec.js';
 import { DatastoreTier } from '../../src/gaesession/datastore.js';
 import { GaeStore, type DatastoreWrites } from '../../src/gaesession/gae-store.js';
@@ -33,30 +34,28 @@ interface Interleave {
   writesWaitFor?: Promise<void> | undefined;
 }
 
-type Request = Datastore['request_'];
+type Rpc = (request: unknown, options: unknown) => Promise<unknown[]>;
 
 /** A real Datastore client whose RPCs the test can interleave with (see Interleave). */
 function interleaved(datastore: Datastore, interleave: Interleave): Datastore {
-  const request: Request = (config, callback) => {
-    if (config.method === 'commit') {
-      void Promise.resolve(interleave.writesWaitFor).then(() => datastore.request_(config, callback));
-    } else if (config.method === 'lookup') {
-      datastore.request_(config, (error, response) => {
-        const step = interleave.afterRead;
-        interleave.afterRead = undefined;
-        void Promise.resolve(step?.()).then(() => callback(error, response));
-      });
-    } else {
-      datastore.request_(config, callback);
-    }
+  // The client the session tier finds in the library's client map: its own calls, patched.
+  const client = new DatastoreClient(datastore.options as ClientOptions);
+  datastore.clients_.set('DatastoreClient', client as unknown as ClientStub);
+  const rpc = client as unknown as Record<'lookup' | 'commit', Rpc>;
+  const lookup = rpc.lookup.bind(client);
+  const commit = rpc.commit.bind(client);
+  rpc.commit = async (request, options) => {
+    await interleave.writesWaitFor;
+    return commit(request, options);
   };
-  return new Proxy(datastore, {
-    get(target, property) {
-      if (property === 'request_') return request;
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  rpc.lookup = async (request, options) => {
+    const response = await lookup(request, options);
+    const step = interleave.afterRead;
+    interleave.afterRead = undefined;
+    await step?.();
+    return response;
+  };
+  return datastore;
 }
 
 function newSession(client: SessionClient): Session {
