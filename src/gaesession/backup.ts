@@ -30,6 +30,8 @@ export class DatastoreBackup {
   readonly #datastore: DatastoreTier;
   readonly #cache: SessionCache;
   readonly #queue: BackupQueue | undefined;
+  /** Sync writes under way, by session: a removal waits for them. */
+  readonly #inFlight = new Map<string, Set<Promise<void>>>();
 
   constructor(options: BackupOptions) {
     this.#datastore = options.datastore;
@@ -50,18 +52,29 @@ export class DatastoreBackup {
     return this.#queue?.size ?? 0;
   }
 
-  async write(record: SessionRecord, isNew: boolean): Promise<void> {
+  /**
+   * Backs up `record`: queued (async), or written now (sync; resolves once written). Sync
+   * writes of one session may overlap, each checked against the version Datastore holds.
+   */
+  write(record: SessionRecord, isNew: boolean): Promise<void> | undefined {
     if (this.#queue) {
       this.#queue.enqueue(record);
-      return;
+      return undefined;
     }
     // With Datastore down (the breaker open), the cache holds the session: no wait per request.
-    if (!this.#datastore.available) return;
-    try {
-      await this.#write(record, isNew);
-    } catch (error) {
+    if (!this.#datastore.available) return undefined;
+    const written = this.#write(record, isNew).catch((error: unknown) => {
       if (!(error instanceof StoreUnavailableError)) throw error;
-    }
+    });
+    const inFlight = this.#inFlight.get(record.id) ?? new Set<Promise<void>>();
+    inFlight.add(written);
+    this.#inFlight.set(record.id, inFlight);
+    const settled = (): void => {
+      inFlight.delete(written);
+      if (inFlight.size === 0 && this.#inFlight.get(record.id) === inFlight) this.#inFlight.delete(record.id);
+    };
+    written.then(settled, settled);
+    return written;
   }
 
   /** A state still waiting to be written: newer than what Datastore has. */
@@ -69,9 +82,11 @@ export class DatastoreBackup {
     return this.#queue?.waiting(id);
   }
 
-  /** The session was removed: its waiting state is dropped, and a write in flight waited for. */
-  drop(id: string): Promise<void> {
-    return this.#queue?.drop(id) ?? Promise.resolve();
+  /** The session was removed: its waiting state is dropped, and the writes in flight waited for. */
+  async drop(id: string): Promise<void> {
+    const inFlight = this.#inFlight.get(id);
+    if (inFlight) await Promise.allSettled(inFlight);
+    await this.#queue?.drop(id);
   }
 
   flush(): Promise<void> {

@@ -141,8 +141,8 @@ export class GaeStore implements Store {
       // The cache is down: Datastore is the session's home until it is back.
       return this.#writeDatastore(record, tiered ? record.version - 1 : undefined);
     }
-    await this.#backup?.write(record, !tiered);
-    return result;
+    const durable = this.#backup?.write(record, !tiered);
+    return durable ? { ...result, durable } : result;
   }
 
   async remove(id: string, token?: StoreToken): Promise<RemoveResult> {

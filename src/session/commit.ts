@@ -28,8 +28,9 @@ export class SessionCommitter {
   }
 
   /** Saves the draft's changes (or refreshes it); 'gone' when it ended meanwhile, nothing stored. */
-  save(draft: SessionDraft): Promise<SaveOutcome> {
-    return this.inLane(draft.base.id, async (lane) => {
+  async save(draft: SessionDraft): Promise<SaveOutcome> {
+    let durable: Promise<void> | undefined;
+    const outcome = await this.inLane(draft.base.id, async (lane): Promise<SaveOutcome> => {
       for (let attempt = 1; ; attempt++) {
         this.catchUp(draft, lane);
         const now = this.#now();
@@ -39,6 +40,8 @@ export class SessionCommitter {
         if (result.status === 'stored') {
           draft.committed(record, result.token);
           lane.latest = { record, token: result.token };
+          durable = result.durable;
+          durable?.catch(() => {}); // awaited below, once out of the lane
           return 'saved';
         }
         if (result.status === 'gone') return 'gone';
@@ -53,6 +56,9 @@ export class SessionCommitter {
         draft.rebase(newer.record, newer.token);
       }
     });
+    // A synchronous backup: this request waits for it, the session's next save does not.
+    await durable;
+    return outcome;
   }
 
   /** Moves the draft onto the record the lane stored last, if that is newer than its own. */

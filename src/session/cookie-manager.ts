@@ -92,12 +92,18 @@ export class CookieManager {
   /** Stores a new session, then hands its ID to the client; no cookie if storing fails. */
   async add(draft: SessionDraft, exchange: HttpExchange): Promise<void> {
     const record = draft.next(this.#now());
+    await this.#writeNew(draft, record);
+    exchange.setCookie(sessionCookie(this.#cookie, record.id, exchange.secure));
+    this.#logger.info('session added', { sessionId: logId(record.id) });
+  }
+
+  /** Stores a record under a new ID, durably (see `WriteResult`); never takes over a session that exists. */
+  async #writeNew(draft: SessionDraft, record: SessionRecord): Promise<void> {
     const result = await this.store.write(record, undefined);
     // 18 random bytes make a collision practically impossible; never take over a session anyway.
     if (result.status !== 'stored') throw new Error('a session with this new ID exists already');
     draft.committed(record, result.token);
-    exchange.setCookie(sessionCookie(this.#cookie, record.id, exchange.secure));
-    this.#logger.info('session added', { sessionId: logId(record.id) });
+    await result.durable;
   }
 
   /** Saves a request's changes; 'gone' when the session ended meanwhile (nothing was stored). */
@@ -136,9 +142,7 @@ export class CookieManager {
       return 'gone';
     }
     const record = draft.next(this.#now(), newSessionId(this.#idBytes));
-    const result = await this.store.write(record, undefined);
-    if (result.status !== 'stored') throw new Error('a session with this new ID exists already');
-    draft.committed(record, result.token);
+    await this.#writeNew(draft, record);
     exchange.setCookie(sessionCookie(this.#cookie, record.id, exchange.secure));
     this.#logger.info('session rotated', { from: logId(oldId), sessionId: logId(record.id) });
     return 'rotated';

@@ -15,8 +15,16 @@ export interface Loaded {
 
 export type RemoveResult = 'removed' | 'conflict' | 'gone';
 
-/** What a conditional write did: `conflict` — another write came first; `gone` — the session ended. */
-export type WriteResult = { status: 'stored'; token: StoreToken } | { status: 'conflict' } | { status: 'gone' };
+/**
+ * What a conditional write did: `conflict` — another write came first; `gone` — the session
+ * ended. A stored write may come with `durable`: it settles once the record is also in the
+ * store's durable tier (a synchronous Datastore backup). The session's next write need not
+ * wait for it; the request that made the write does.
+ */
+export type WriteResult =
+  | { status: 'stored'; token: StoreToken; durable?: Promise<void> | undefined }
+  | { status: 'conflict' }
+  | { status: 'gone' };
 
 /**
  * Where sessions live: a store of records, with a conditional write. This is all a store

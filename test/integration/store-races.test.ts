@@ -21,6 +21,7 @@ import {
   cleanSharedServices,
   RecordingLogger,
   sleep,
+  eventually,
   type TestBackend,
 } from './helpers.js';
 
@@ -133,6 +134,31 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
 
     assert.equal(await inMemcache(session.id), false, 'memcache does not keep the changed copy');
     assert.equal(await writer.get(session.id), undefined, 'so no later request sees the session');
+  });
+
+  it('in sync mode, a save does not wait behind the Datastore write of the save before it, only for its own', async () => {
+    const interleave: Interleave = {};
+    const store = interleavedStore('sync', interleave);
+    const session = newSession(store);
+    await store.add(session);
+    let openWrites: () => void = () => {};
+    interleave.writesWaitFor = new Promise<void>((resolve) => (openWrites = resolve));
+    const views = await Promise.all([store.get(session.id), store.get(session.id)]);
+    const saves = views.map((view) => {
+      assert.ok(view);
+      view.update('count', (count: unknown) => Number(count) + 1);
+      return store.save(view);
+    });
+    let settled = false;
+    void Promise.all(saves).then(() => (settled = true));
+    // Both saves reach memcache one after the other while every Datastore write is held...
+    await eventually(async () => (await store.get(session.id))?.variables()['count'] === 2);
+    await sleep(50);
+    // ...and neither answers before its Datastore write has landed.
+    assert.equal(settled, false, 'a sync save waits for its own Datastore write');
+    openWrites();
+    assert.deepEqual(await Promise.all(saves), [true, true]);
+    assert.equal(await storedCount(session.id), 2, 'Datastore holds the last state');
   });
 
   it("an asynchronous first write that lands late does not overwrite another instance's newer state", async () => {

@@ -49,6 +49,7 @@ export class SessionClient {
     const result = await this.store.write(record, undefined);
     if (result.status !== 'stored') throw new Error(`add: ${result.status}`);
     draft.committed(record, result.token);
+    await result.durable;
   }
 
   async get(id: string): Promise<Session | undefined> {
