@@ -5,6 +5,7 @@ import { BackupQueue } from './backup-queue.js';
 import type { SessionCache } from './cache.js';
 import type { DatastoreTier } from './datastore.js';
 import { backup } from './datastore-writes.js';
+import { SyncBackups } from './sync-backups.js';
 
 /** When the Datastore copy of a cached session is written: before the response, or after it. */
 export type DatastoreWrites = 'sync' | 'async';
@@ -30,8 +31,7 @@ export class DatastoreBackup {
   readonly #datastore: DatastoreTier;
   readonly #cache: SessionCache;
   readonly #queue: BackupQueue | undefined;
-  /** Sync writes under way, by session: a removal waits for them. */
-  readonly #inFlight = new Map<string, Set<Promise<void>>>();
+  readonly #sync: SyncBackups | undefined;
 
   constructor(options: BackupOptions) {
     this.#datastore = options.datastore;
@@ -44,6 +44,12 @@ export class DatastoreBackup {
         logger: options.logger,
         now: options.now,
       });
+    } else {
+      this.#sync = new SyncBackups((record, isNew) =>
+        this.#write(record, isNew).catch((error: unknown) => {
+          if (!(error instanceof StoreUnavailableError)) throw error;
+        }),
+      );
     }
   }
 
@@ -53,28 +59,14 @@ export class DatastoreBackup {
   }
 
   /**
-   * Backs up `record`: queued (async), or written now (sync; resolves once written). Sync
-   * writes of one session may overlap, each checked against the version Datastore holds.
+   * Backs up `record`: queued (async), or written before the promise settles (sync; see
+   * sync-backups.ts for how the writes of one session take turns).
    */
   write(record: SessionRecord, isNew: boolean): Promise<void> | undefined {
-    if (this.#queue) {
-      this.#queue.enqueue(record);
-      return undefined;
-    }
     // With Datastore down (the breaker open), the cache holds the session: no wait per request.
-    if (!this.#datastore.available) return undefined;
-    const written = this.#write(record, isNew).catch((error: unknown) => {
-      if (!(error instanceof StoreUnavailableError)) throw error;
-    });
-    const inFlight = this.#inFlight.get(record.id) ?? new Set<Promise<void>>();
-    inFlight.add(written);
-    this.#inFlight.set(record.id, inFlight);
-    const settled = (): void => {
-      inFlight.delete(written);
-      if (inFlight.size === 0 && this.#inFlight.get(record.id) === inFlight) this.#inFlight.delete(record.id);
-    };
-    written.then(settled, settled);
-    return written;
+    if (this.#sync) return this.#datastore.available ? this.#sync.write(record, isNew) : undefined;
+    this.#queue?.enqueue(record);
+    return undefined;
   }
 
   /** A state still waiting to be written: newer than what Datastore has. */
@@ -84,8 +76,7 @@ export class DatastoreBackup {
 
   /** The session was removed: its waiting state is dropped, and the writes in flight waited for. */
   async drop(id: string): Promise<void> {
-    const inFlight = this.#inFlight.get(id);
-    if (inFlight) await Promise.allSettled(inFlight);
+    await this.#sync?.settled(id);
     await this.#queue?.drop(id);
   }
 

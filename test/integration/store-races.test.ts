@@ -33,6 +33,8 @@ interface Interleave {
   afterRead?: (() => Promise<unknown>) | undefined;
   /** Commits (every write and delete) wait for this (when set). */
   writesWaitFor?: Promise<void> | undefined;
+  /** Commit RPCs made, refused ones included. */
+  commits?: number;
 }
 
 type Rpc = (request: unknown, options: unknown) => Promise<unknown[]>;
@@ -46,6 +48,7 @@ function interleaved(datastore: Datastore, interleave: Interleave): Datastore {
   const lookup = rpc.lookup.bind(client);
   const commit = rpc.commit.bind(client);
   rpc.commit = async (request, options) => {
+    interleave.commits = (interleave.commits ?? 0) + 1;
     await interleave.writesWaitFor;
     return commit(request, options);
   };
@@ -72,10 +75,10 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
     interleave: Interleave,
   ): SessionClient & { gae: GaeStore; cache: MemcacheCache } => {
     const cache = new MemcacheCache({ client: createMemcacheClient({ servers: [services.memcached.address] }) });
-    const datastore = interleaved(datastoreClient(), interleave);
+    const tier = new DatastoreTier({ datastore: interleaved(datastoreClient(), interleave), codec: jsonCodec });
     const gae = new GaeStore({
       cache,
-      datastore: new DatastoreTier({ datastore, codec: jsonCodec }),
+      datastore: tier,
       datastoreWrites: writes,
       timeoutSeconds: 1800,
       asyncIntervalMs: 200,
@@ -136,14 +139,15 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
     assert.equal(await writer.get(session.id), undefined, 'so no later request sees the session');
   });
 
-  it('in sync mode, a save does not wait behind the Datastore write of the save before it, only for its own', async () => {
+  it("in sync mode, saves of a session do not wait for each other's Datastore writes, only for their own", async () => {
     const interleave: Interleave = {};
     const store = interleavedStore('sync', interleave);
     const session = newSession(store);
     await store.add(session);
+    const commits = interleave.commits ?? 0;
     let openWrites: () => void = () => {};
     interleave.writesWaitFor = new Promise<void>((resolve) => (openWrites = resolve));
-    const views = await Promise.all([store.get(session.id), store.get(session.id)]);
+    const views = await Promise.all([store.get(session.id), store.get(session.id), store.get(session.id)]);
     const saves = views.map((view) => {
       assert.ok(view);
       view.update('count', (count: unknown) => Number(count) + 1);
@@ -151,14 +155,16 @@ describe('the App Engine store under interleaved requests', { skip }, () => {
     });
     let settled = false;
     void Promise.all(saves).then(() => (settled = true));
-    // Both saves reach memcache one after the other while every Datastore write is held...
-    await eventually(async () => (await store.get(session.id))?.variables()['count'] === 2);
+    // All three saves reach memcache one after the other while the first Datastore write is held...
+    await eventually(async () => (await store.get(session.id))?.variables()['count'] === 3);
     await sleep(50);
     // ...and neither answers before its Datastore write has landed.
     assert.equal(settled, false, 'a sync save waits for its own Datastore write');
     openWrites();
-    assert.deepEqual(await Promise.all(saves), [true, true]);
-    assert.equal(await storedCount(session.id), 2, 'Datastore holds the last state');
+    assert.deepEqual(await Promise.all(saves), [true, true, true]);
+    assert.equal(await storedCount(session.id), 3, 'Datastore holds the last state');
+    // The two states that waited behind the first write took one commit: the newer one.
+    assert.equal((interleave.commits ?? 0) - commits, 2, 'the first state, then the newest');
   });
 
   it("an asynchronous first write that lands late does not overwrite another instance's newer state", async () => {
