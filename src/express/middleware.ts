@@ -182,9 +182,10 @@ export class RequestSession implements HttpExchange, PendingSave {
     res.setHeader('Set-Cookie', [...others, header]);
   }
 
-  /** True when the response must wait for a save. */
+  /** True when the response must wait for a save, or for a save's durable write still landing. */
   get hasPendingSave(): boolean {
-    return this.#draft !== undefined && !this.#settled && this.#draft.due(this.#manager.now());
+    const draft = this.#draft;
+    return draft !== undefined && !this.#settled && (draft.landing !== undefined || draft.due(this.#manager.now()));
   }
 
   async #load(): Promise<SessionDraft | undefined> {

@@ -69,6 +69,16 @@ export class DatastoreBackup {
     return undefined;
   }
 
+  /** True while a synchronous backup of the session is running or waiting. */
+  landing(id: string): boolean {
+    return this.#sync?.busy(id) ?? false;
+  }
+
+  /** Waits until the session's synchronous backups have landed. */
+  landed(id: string): Promise<void> {
+    return this.#sync?.settled(id) ?? Promise.resolve();
+  }
+
   /** A state still waiting to be written: newer than what Datastore has. */
   waiting(id: string): SessionRecord | undefined {
     return this.#queue?.waiting(id);
@@ -76,7 +86,7 @@ export class DatastoreBackup {
 
   /** The session was removed: its waiting state is dropped, and the writes in flight waited for. */
   async drop(id: string): Promise<void> {
-    await this.#sync?.settled(id);
+    await this.landed(id);
     await this.#queue?.drop(id);
   }
 

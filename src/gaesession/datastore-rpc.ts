@@ -1,6 +1,7 @@
 import { DatastoreClient, type Datastore } from '@google-cloud/datastore';
 import type { google } from '@google-cloud/datastore/build/protos/protos.js';
 import type { CallOptions, ClientOptions, ClientStub } from 'google-gax';
+import { SessionContentionError } from '../session/store.js';
 
 /** The stored entity: SPEC's layout. */
 export interface SessionEntity {
@@ -48,7 +49,7 @@ export class DatastoreRpc {
   readonly datastore: Datastore;
   readonly kind: string;
   /**
-   * Per RPC: a short deadline (the client retries within it). No `maxRetries`: google-gax
+   * Per RPC: a short deadline (within which the client retries what it may). No `maxRetries`: google-gax
    * writes it into the client's shared defaults, and every later call made without it, by
    * anyone, then fails ("Cannot set both totalTimeoutMillis and maxRetries").
    */
@@ -97,7 +98,8 @@ export class DatastoreRpc {
   /**
    * Commits one write on its own. Resolves the entity's new version, or undefined when
    * Datastore refused it as a conflict: its base version was no longer current, or an insert
-   * found the key taken.
+   * found the key taken. Aborted by contention, a write with no base version throws
+   * SessionContentionError: nothing was decided for its caller to reload.
    */
   async commit(mutation: Mutation): Promise<string | undefined> {
     let result: google.datastore.v1.IMutationResult | undefined;
@@ -107,7 +109,11 @@ export class DatastoreRpc {
       result = response.mutationResults?.[0];
     } catch (error) {
       const code = grpcCode(error);
-      if (code === GRPC.ALREADY_EXISTS || code === GRPC.ABORTED) return undefined;
+      if (code === GRPC.ALREADY_EXISTS) return undefined;
+      if (code === GRPC.ABORTED) {
+        if (mutation.baseVersion !== undefined) return undefined;
+        throw new SessionContentionError(`Datastore write aborted by contention: ${String(error)}`);
+      }
       throw error;
     }
     if (result?.conflictDetected) return undefined;

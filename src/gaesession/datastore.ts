@@ -104,6 +104,7 @@ export class DatastoreTier extends DatastoreRpc {
   }
 
   async delete(id: string): Promise<void> {
+    // No base version: a refusal can only be contention, which commit() throws.
     await this.bounded('delete', () => this.commit(this.deletion(id)));
   }
 

@@ -142,6 +142,7 @@ export class GaeStore implements Store {
       return this.#writeDatastore(record, tiered ? record.version - 1 : undefined);
     }
     const durable = this.#backup?.write(record, !tiered);
+    durable?.catch(() => {}); // handled by whoever awaits it; never an unhandled rejection
     return durable ? { ...result, durable } : result;
   }
 
@@ -203,6 +204,8 @@ export class GaeStore implements Store {
   }
 
   async #readDatastore(id: string): Promise<SessionRecord | undefined> {
+    // A synchronous backup of this session still landing would make this read an old state.
+    if (this.#backup?.landing(id)) await this.#backup.landed(id);
     const record = await this.#datastore?.lookup(id);
     // An asynchronous backup still waiting here holds a newer state than Datastore's.
     const waiting = this.#backup?.waiting(id);
@@ -240,6 +243,8 @@ export class GaeStore implements Store {
     const datastore = this.#datastore;
     if (!datastore) throw new StoreUnavailableError(`${this.#cache.name} unavailable and Datastore is off`);
     this.#stale.note(record.id);
+    // Based on the state Datastore holds: the backups of this session still landing first.
+    if (this.#backup?.landing(record.id)) await this.#backup.landed(record.id);
     const status = await writeIf(datastore, record, baseVersion);
     if (status !== 'stored') return { status };
     const back = await this.#backInCache(record);

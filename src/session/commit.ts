@@ -29,7 +29,6 @@ export class SessionCommitter {
 
   /** Saves the draft's changes (or refreshes it); 'gone' when it ended meanwhile, nothing stored. */
   async save(draft: SessionDraft): Promise<SaveOutcome> {
-    let durable: Promise<void> | undefined;
     const outcome = await this.inLane(draft.base.id, async (lane): Promise<SaveOutcome> => {
       for (let attempt = 1; ; attempt++) {
         this.catchUp(draft, lane);
@@ -38,10 +37,8 @@ export class SessionCommitter {
         const record = draft.next(now);
         const result = await this.#store.write(record, draft.token);
         if (result.status === 'stored') {
-          draft.committed(record, result.token);
+          draft.committed(record, result.token, result.durable);
           lane.latest = { record, token: result.token };
-          durable = result.durable;
-          durable?.catch(() => {}); // awaited below, once out of the lane
           return 'saved';
         }
         if (result.status === 'gone') return 'gone';
@@ -56,8 +53,9 @@ export class SessionCommitter {
         draft.rebase(newer.record, newer.token);
       }
     });
-    // A synchronous backup: this request waits for it, the session's next save does not.
-    await durable;
+    // A synchronous backup (this save's, or an earlier one's still landing): the request waits
+    // for it, the session's next save does not.
+    await draft.landing;
     return outcome;
   }
 

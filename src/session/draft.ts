@@ -37,6 +37,8 @@ export class SessionDraft {
 
   /** Where the store found the session, when it says (see `Loaded.source`). */
   readonly source: string | undefined;
+  /** The last write's durable part while it is landing: a response waits for it. */
+  landing: Promise<void> | undefined;
 
   constructor(base: SessionRecord, token: StoreToken | undefined, isNew: boolean, source?: string) {
     this.source = source;
@@ -98,11 +100,20 @@ export class SessionDraft {
     return { ...this.#base, id, accessed: now, version: this.#base.version + 1, variables: this.#variables };
   }
 
-  /** The store took `record`: it becomes the base, and the changes are done. */
-  committed(record: SessionRecord, token: StoreToken): void {
+  /**
+   * The store took `record`: it becomes the base, and the changes are done. `durable`: the
+   * store's write to its durable tier, still landing (see `WriteResult`).
+   */
+  committed(record: SessionRecord, token: StoreToken, durable?: Promise<void>): void {
     this.#setBase(record, token);
     this.#changes = [];
     this.#isNew = false;
+    if (!durable) return;
+    this.landing = durable;
+    const landed = (): void => {
+      if (this.landing === durable) this.landing = undefined;
+    };
+    durable.then(landed, landed);
   }
 
   /** Another request wrote first: replay this request's changes on its record. */

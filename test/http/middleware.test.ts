@@ -58,6 +58,13 @@ function routes(app: Express, endElsewhere: (id: string) => Promise<unknown>): v
     if (req.query['again'] === '1') session.set('note', 'after save');
     res.json({ outcome });
   });
+  // Starts a save and does not wait for it.
+  app.post('/save-unawaited', async (req, res) => {
+    const session = await req.sessions.get<{ user: string }, Variables>();
+    session?.update('step', (step) => (step ?? 0) + 1);
+    void req.sessions.save();
+    res.json({ ok: true });
+  });
   // Reads only.
   app.get('/peek', async (req, res) => {
     const session = await req.sessions.get<{ user: string }, Variables>();
@@ -115,6 +122,26 @@ describe('the session middleware on routes of your own', () => {
       await response.arrayBuffer();
       assert.equal(response.headers.get('cache-control'), 'no-store', JSON.stringify(headers));
       assert.match(response.headers.get('vary') ?? '', /\bCookie\b/i, JSON.stringify(headers));
+    }
+  });
+
+  it("holds the response until a save's durable write has landed, even when the route did not await the save", async () => {
+    const { id, cookie } = await make();
+    let landed = false;
+    // The store's durable tier (a sync Datastore backup) lands 100 ms after the request.
+    app.store.durableAfter = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        landed = true;
+        resolve();
+      }, 100),
+    );
+    try {
+      const response = await post(app, '/save-unawaited', {}, { Cookie: cookie });
+      assert.equal(response.status, 200);
+      assert.equal(landed, true, 'the response came after the durable write');
+      assert.deepEqual(await stored(id), { step: 3 });
+    } finally {
+      app.store.durableAfter = undefined;
     }
   });
 

@@ -28,6 +28,8 @@ export class SpyStore implements Store {
    * instance's logout landing between a request's load and its remove).
    */
   beforeRemove: ((id: string, token: StoreToken | undefined) => Promise<void>) | undefined;
+  /** When set, each stored write has a durable part (a sync backup) that lands when this settles. */
+  durableAfter: Promise<void> | undefined;
   constructor(readonly inner: Store) {}
 
   /** The old name of `failLoad` (the store's `get` became `load`). */
@@ -49,7 +51,8 @@ export class SpyStore implements Store {
     this.writes.push(record);
     await this.#wait();
     if (this.failWrite) throw this.failWrite;
-    return this.inner.write(record, token);
+    const result = await this.inner.write(record, token);
+    return result.status === 'stored' && this.durableAfter ? { ...result, durable: this.durableAfter } : result;
   }
 
   async remove(id: string, token?: StoreToken): Promise<RemoveResult> {
