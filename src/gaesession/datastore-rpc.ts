@@ -49,9 +49,9 @@ export class DatastoreRpc {
   readonly datastore: Datastore;
   readonly kind: string;
   /**
-   * Per RPC: a short deadline (within which the client retries what it may). No `maxRetries`: google-gax
-   * writes it into the client's shared defaults, and every later call made without it, by
-   * anyone, then fails ("Cannot set both totalTimeoutMillis and maxRetries").
+   * Per RPC: a short deadline, within which the client retries what it may. No `maxRetries`:
+   * google-gax writes it into the client's shared defaults, and every later call made without
+   * it, by anyone, then fails ("Cannot set both totalTimeoutMillis and maxRetries").
    */
   readonly gax: CallOptions;
   /** The client's namespace, if it has one; keys and queries name it. */
