@@ -69,11 +69,6 @@ export class DatastoreBackup {
     return undefined;
   }
 
-  /** True while a synchronous backup of the session is running or waiting. */
-  landing(id: string): boolean {
-    return this.#sync?.busy(id) ?? false;
-  }
-
   /** Waits until the session's synchronous backups have landed. */
   landed(id: string): Promise<void> {
     return this.#sync?.settled(id) ?? Promise.resolve();

@@ -204,8 +204,7 @@ export class GaeStore implements Store {
   }
 
   async #readDatastore(id: string): Promise<SessionRecord | undefined> {
-    // A synchronous backup of this session still landing would make this read an old state.
-    if (this.#backup?.landing(id)) await this.#backup.landed(id);
+    await this.#backup?.landed(id); // a sync backup still landing would make this read an old state
     const record = await this.#datastore?.lookup(id);
     // An asynchronous backup still waiting here holds a newer state than Datastore's.
     const waiting = this.#backup?.waiting(id);
@@ -243,8 +242,7 @@ export class GaeStore implements Store {
     const datastore = this.#datastore;
     if (!datastore) throw new StoreUnavailableError(`${this.#cache.name} unavailable and Datastore is off`);
     this.#stale.note(record.id);
-    // Based on the state Datastore holds: the backups of this session still landing first.
-    if (this.#backup?.landing(record.id)) await this.#backup.landed(record.id);
+    await this.#backup?.landed(record.id); // based on what Datastore holds once its backups landed
     const status = await writeIf(datastore, record, baseVersion);
     if (status !== 'stored') return { status };
     const back = await this.#backInCache(record);

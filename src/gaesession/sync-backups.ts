@@ -43,11 +43,6 @@ export class SyncBackups {
     return done;
   }
 
-  /** True while a write of the session is running or waiting. */
-  busy(id: string): boolean {
-    return this.#lanes.has(id);
-  }
-
   /** Waits until no write of the session is running or waiting. */
   async settled(id: string): Promise<void> {
     for (let lane = this.#lanes.get(id); lane; lane = this.#lanes.get(id)) {
