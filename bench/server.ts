@@ -9,8 +9,10 @@ import { createApp } from '../src/app/app.js';
 import { loadConfig } from '../src/app/config.js';
 import { createLogger } from '../src/app/logging.js';
 import { createSessionBackend } from '../src/app/sessions.js';
-import { sessionMiddleware } from '../src/express/middleware.js';
+import { RequestSession, sessionMiddleware } from '../src/express/middleware.js';
 import type { CookieManager } from '../src/session/cookie-manager.js';
+import { logId } from '../src/session/logger.js';
+import type { SessionSummary } from '../src/session/manager.js';
 import { countDatastoreCalls, datastoreCalls } from './datastore-calls.js';
 import { bareApp } from './reference/bare.js';
 import { expressSessionApp, type ExpressSessionStore } from './reference/express-session.js';
@@ -52,6 +54,7 @@ async function build(): Promise<Express> {
       const backend = createSessionBackend(config, logger);
       const { app, manager } = createApp({ config, logger, ...backend });
       close = () => backend.close();
+      if (process.env['BENCH_NO_COUNT'] === '1') withoutSessionCount();
       return process.env['BENCH_READ_ROUTE'] === '1' ? withReadRoute(app, manager) : app;
     }
   }
@@ -69,6 +72,21 @@ function withReadRoute(app: Express, manager: CookieManager): Express {
   });
   outer.use(app);
   return outer;
+}
+
+/**
+ * For the variants that measure what the demo's "signed in on N browsers" costs: the listing
+ * of the owner's sessions becomes this session alone, read from nowhere. The page is the same
+ * (one browser), and so is everything else the view does; only the owner-index read and its
+ * handling are gone.
+ */
+function withoutSessionCount(): void {
+  RequestSession.prototype.sessionsOf = async function (this: RequestSession): Promise<SessionSummary[]> {
+    const session = await this.get();
+    if (!session) return [];
+    const { id, created, accessed, expires, deadline } = session;
+    return [{ label: logId(id), created, accessed, expires, deadline, current: true }];
+  };
 }
 
 const app = await build();
