@@ -20,6 +20,31 @@ const memcached = { ...none, memcached: true };
 const valkey = { ...none, valkey: true };
 const datastore = { ...none, datastore: true };
 
+const memcacheOnly: Variant = {
+  name: 'memcache',
+  label: 'app, memcache only',
+  kind: 'app',
+  env: { SESSION_STORE: 'memcache', SESSION_DATASTORE: 'off' },
+  needs: memcached,
+};
+const valkeyOnly: Variant = {
+  name: 'valkey',
+  label: 'app, Valkey only',
+  kind: 'app',
+  env: { SESSION_STORE: 'valkey', SESSION_DATASTORE: 'off' },
+  needs: valkey,
+};
+
+/** The same app without the demo's session count (BENCH_NO_COUNT, see bench/server.ts): what the count costs. */
+function withoutSessionCount(variant: Variant): Variant {
+  return {
+    ...variant,
+    name: `${variant.name}-nocount`,
+    label: `${variant.label}, without the session count`,
+    env: { ...variant.env, BENCH_NO_COUNT: '1' },
+  };
+}
+
 export const VARIANTS: readonly Variant[] = [
   // In the order of a round (reversed every other round): what is compared stands side by side,
   // so each pair's runs are seconds apart; the Datastore variants come last, as the emulator's
@@ -33,20 +58,8 @@ export const VARIANTS: readonly Variant[] = [
     env: { BENCH_ES_STORE: 'memory' },
     needs: none,
   },
-  {
-    name: 'memcache',
-    label: 'app, memcache only',
-    kind: 'app',
-    env: { SESSION_STORE: 'memcache', SESSION_DATASTORE: 'off' },
-    needs: memcached,
-  },
-  {
-    name: 'memcache-nocount',
-    label: 'app, memcache only, without the session count',
-    kind: 'app',
-    env: { SESSION_STORE: 'memcache', SESSION_DATASTORE: 'off', BENCH_NO_COUNT: '1' },
-    needs: memcached,
-  },
+  memcacheOnly,
+  withoutSessionCount(memcacheOnly),
   {
     name: 'memjs',
     label: 'hand-written cookie + memjs get/set',
@@ -61,20 +74,8 @@ export const VARIANTS: readonly Variant[] = [
     env: { BENCH_ES_STORE: 'memcached' },
     needs: memcached,
   },
-  {
-    name: 'valkey',
-    label: 'app, Valkey only',
-    kind: 'app',
-    env: { SESSION_STORE: 'valkey', SESSION_DATASTORE: 'off' },
-    needs: valkey,
-  },
-  {
-    name: 'valkey-nocount',
-    label: 'app, Valkey only, without the session count',
-    kind: 'app',
-    env: { SESSION_STORE: 'valkey', SESSION_DATASTORE: 'off', BENCH_NO_COUNT: '1' },
-    needs: valkey,
-  },
+  valkeyOnly,
+  withoutSessionCount(valkeyOnly),
   {
     name: 'iovalkey',
     label: 'hand-written cookie + iovalkey GET/SET',
